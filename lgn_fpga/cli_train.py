@@ -1,0 +1,3 @@
+"""CLI commands of this stage (registered by lgn_fpga.cli)."""
+
+COMMANDS = []
