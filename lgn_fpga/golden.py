@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ops
-from .graph import GateGraph
 from .errors import UserError
+from .graph import GateGraph
 
 #: upper bound on the bytes of one layer's packed outputs for one chunk of samples.
 CHUNK_BYTES = 32 << 20
@@ -163,7 +163,7 @@ def naive_predict(graph: GateGraph, bits: np.ndarray) -> Prediction:
     for s in range(samples):
         values = bits[s].tolist()
         for a, b, op in layers:
-            values = [ops.truth(o, values[i], values[j]) for i, j, o in zip(a, b, op)]
+            values = [ops.truth(o, values[i], values[j]) for i, j, o in zip(a, b, op, strict=True)]
         for c in range(graph.classes):
             scores[s, c] = sum(values[c * k:(c + 1) * k])
     classes = np.zeros(samples, dtype=np.int64)
