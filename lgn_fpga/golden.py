@@ -29,12 +29,19 @@ class Prediction:
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     """(samples, N) 0/1 array to (N, ceil(samples/64)) uint64 words."""
     bits = np.asarray(bits)
-    samples = bits.shape[0]
+    samples, n = bits.shape
     words = -(-samples // 64)
-    padded = np.zeros((words * 64, bits.shape[1]), dtype=np.uint8)
-    padded[:samples] = bits
-    packed = np.packbits(padded.T, axis=1, bitorder="little")  # (N, words*8) uint8
-    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
+    if samples != words * 64:
+        padded = np.zeros((words * 64, n), dtype=np.uint8)
+        padded[:samples] = bits
+        bits = padded
+    # Build bytes across samples with whole-row shifts (contiguous, unlike packbits along
+    # axis 0), then transpose the 8x smaller byte array into per-input words.
+    groups = bits.reshape(words * 8, 8, n).astype(np.uint8, copy=False)
+    packed = groups[:, 0, :] & 1
+    for t in range(1, 8):
+        packed |= (groups[:, t, :] & 1) << t
+    return np.ascontiguousarray(packed.T).view("<u8").astype(np.uint64, copy=False)
 
 
 def unpack_bits(words: np.ndarray, samples: int) -> np.ndarray:
@@ -106,9 +113,11 @@ class GoldenModel:
         for start in range(0, samples, step):
             chunk = bits[start:start + step]
             out = self.run_packed(pack_bits(chunk))
-            out_bits = unpack_bits(out, len(chunk))  # (n, outputs)
-            scores[start:start + len(chunk)] = out_bits.reshape(
-                len(chunk), g.classes, g.group_size).sum(axis=2, dtype=np.int32)
+            as_bytes = np.ascontiguousarray(out.astype("<u8", copy=False)).view(np.uint8)
+            out_bits = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :len(chunk)]
+            per_class = out_bits.reshape(g.classes, g.group_size, -1).sum(axis=1,
+                                                                          dtype=np.int32)
+            scores[start:start + len(chunk)] = per_class.T
         return Prediction(scores, argmax_lowest(scores))
 
     def layer_bits(self, bits: np.ndarray) -> list[np.ndarray]:

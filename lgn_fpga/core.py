@@ -1,0 +1,171 @@
+"""``LogicNetCore``: a gate graph as a fully pipelined Amaranth component.
+
+Ports (the contract board tops code against)::
+
+    in_bits    In(graph.inputs)   the input bits, sampled when in_valid = 1
+    in_valid   In(1)
+    out_valid  Out(1)             high for one cycle per accepted input, `latency` cycles later
+    out_class  Out(max(1, ceil_log2(C)))            argmax of the scores, ties to lowest index
+    out_scores Out(ArrayLayout(score_width, C))     popcount of each class's group of k bits
+
+The core takes a new input every cycle. ``in_bits`` feeds the first gate layer
+combinationally; the result of every ``pipeline``-th gate layer, and always the last layer,
+is registered. The class head (see :mod:`lgn_fpga.head`) adds a registered popcount tree and
+a registered comparator tree. Data registers have no reset (a design-wide reset net was
+the critical path in earlier measurements); only the valid pipe resets.
+
+Every gate layer is one named Signal (``layer0``, ``layer1``, ...; its register, where it
+has one, is ``layerN_q``) driven by a single ``Cat`` of per-gate expressions: one
+assignment per layer converts to RTLIL about 4x faster than one per bit, and keeps every
+expression shallow however deep the net is.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from . import ops
+from .graph import GateGraph
+from .head import ArgMax, Popcount, argmax_latency, popcount_latency
+
+__all__ = ["DEFAULT_PIPELINE", "LogicNetCore", "gate_stages"]
+
+#: gate layers between pipeline registers; see docs/core.md for the measurements behind it.
+DEFAULT_PIPELINE = 2
+
+
+def gate_stages(depth: int, pipeline: int) -> int:
+    """Registers along the gate layers: after every ``pipeline``-th layer and the last."""
+    return -(-depth // pipeline)
+
+
+def gate_expression(op: int, a, b):
+    """One gate as an Amaranth expression of 1-bit values ``a`` and ``b``."""
+    if op == ops.FALSE:
+        return Const(0, 1)
+    if op == ops.TRUE:
+        return Const(1, 1)
+    if op == ops.A:
+        return a
+    if op == ops.B:
+        return b
+    if op == ops.AND:
+        return a & b
+    if op == ops.A_AND_NOT_B:
+        return a & ~b
+    if op == ops.NOT_A_AND_B:
+        return ~a & b
+    if op == ops.XOR:
+        return a ^ b
+    if op == ops.OR:
+        return a | b
+    if op == ops.NOR:
+        return ~(a | b)
+    if op == ops.XNOR:
+        return ~(a ^ b)
+    if op == ops.NOT_B:
+        return ~b
+    if op == ops.A_OR_NOT_B:
+        return a | ~b
+    if op == ops.NOT_A:
+        return ~a
+    if op == ops.NOT_A_OR_B:
+        return ~a | b
+    if op == ops.NAND:
+        return ~(a & b)
+    raise ValueError(f"op {op} is not in 0..15")
+
+
+class LogicNetCore(wiring.Component):
+    """The gate network plus class head, one input per cycle, ``latency`` cycles deep.
+
+    Parameters
+    ----------
+    graph : GateGraph
+        The net to build (as is: run :func:`lgn_fpga.optimize.optimize` first to drop dead
+        gates and constants).
+    pipeline : int
+        Gate layers between pipeline registers (``k``).
+    head_levels_per_stage : int
+        Popcount/argmax tree levels between registers.
+
+    Attributes
+    ----------
+    latency : int
+        An input presented in cycle ``t`` (``in_valid = 1`` during cycle ``t``, sampled by
+        the clock edge that ends it) comes out in cycle ``t + latency``: ``out_valid = 1``
+        with its class and scores. Equals the number of registers on the valid pipe.
+    score_width : int
+        ``bits_for(k)``, k = bits per class.
+    """
+
+    def __init__(self, graph: GateGraph, *, pipeline: int = DEFAULT_PIPELINE,
+                 head_levels_per_stage: int = 1):
+        if pipeline < 1:
+            raise ValueError(f"pipeline must be at least 1 gate layer per stage, got {pipeline}")
+        self.graph = graph
+        self.pipeline = pipeline
+        self.head_levels_per_stage = head_levels_per_stage
+        self.score_width = bits_for(graph.group_size)
+        self.class_width = max(1, ceil_log2(graph.classes))
+        self.gate_latency = gate_stages(graph.depth, pipeline)
+        self.popcount_latency = popcount_latency(graph.group_size, head_levels_per_stage)
+        self.argmax_latency = argmax_latency(graph.classes, head_levels_per_stage)
+        self.latency = self.gate_latency + self.popcount_latency + self.argmax_latency
+        super().__init__({
+            "in_bits": In(graph.inputs),
+            "in_valid": In(1),
+            "out_valid": Out(1),
+            "out_class": Out(self.class_width),
+            "out_scores": Out(data.ArrayLayout(self.score_width, graph.classes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        graph = self.graph
+
+        # -- gate layers ----------------------------------------------------------------
+        previous = self.in_bits
+        for n, layer in enumerate(graph.layers):
+            bits = [previous[i] for i in range(len(previous))]
+            gates = [gate_expression(op, bits[a], bits[b])
+                     for a, b, op in zip(layer.a.tolist(), layer.b.tolist(), layer.op.tolist())]
+            comb = Signal(len(layer), name=f"layer{n}")
+            m.d.comb += comb.eq(Cat(*gates))
+            if (n + 1) % self.pipeline == 0 or n == graph.depth - 1:
+                reg = Signal(len(layer), name=f"layer{n}_q", reset_less=True)
+                m.d.sync += reg.eq(comb)
+                previous = reg
+            else:
+                previous = comb
+
+        # -- class head -----------------------------------------------------------------
+        k = graph.group_size
+        argmax = ArgMax(graph.classes, self.score_width,
+                        levels_per_stage=self.head_levels_per_stage)
+        m.submodules.argmax = argmax
+        for c in range(graph.classes):
+            popcount = Popcount(k, levels_per_stage=self.head_levels_per_stage)
+            m.submodules[f"popcount{c}"] = popcount
+            m.d.comb += [popcount.bits.eq(previous[c * k:(c + 1) * k]),
+                         argmax.scores[c].eq(popcount.count)]
+
+        # The scores wait beside the argmax so class and scores leave together.
+        scores = argmax.scores
+        for stage in range(argmax.latency):
+            delayed = Signal.like(scores, name=f"scores_d{stage}", reset_less=True)
+            m.d.sync += delayed.eq(scores)
+            scores = delayed
+        m.d.comb += [self.out_scores.eq(scores), self.out_class.eq(argmax.index)]
+
+        # -- valid pipe (the only registers with a reset) --------------------------------
+        valid = self.in_valid
+        for stage in range(self.latency):
+            delayed = Signal(name=f"valid_d{stage}")
+            m.d.sync += delayed.eq(valid)
+            valid = delayed
+        m.d.comb += self.out_valid.eq(valid)
+        return m

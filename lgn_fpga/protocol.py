@@ -1,0 +1,403 @@
+"""The serial frame format, defined once for both sides: the host runner (:mod:`lgn_fpga.host`)
+and the gateware (:class:`FrameReceiver`, :class:`FrameSender`) are built from the constants,
+the CRC step and the :class:`PayloadLayout` in this module.
+
+A frame on the wire, in either direction::
+
+    SYNC  TYPE  LEN_LO LEN_HI  PAYLOAD[LEN]  CRC8
+
+``CRC8`` is CRC-8 (polynomial 0x07, init 0x00, no reflection) over TYPE, LEN and PAYLOAD.
+
+Resynchronisation: a receiver hunts for SYNC; a frame whose TYPE is unknown or whose LEN is
+not the one length that TYPE allows is dropped at once (so garbage can never make a receiver
+wait for 64 KiB), and the hunt restarts. A frame whose CRC fails is answered with an ERROR
+frame (it looked like a real request, so the host gets a reason instead of a timeout). The
+gateware also drops a half-received frame after an idle gap, so a host that died mid-frame
+cannot wedge the board.
+
+Requests (host to board): INFER (payload: seq, packed input bits, bit ``i`` in byte ``i//8``
+at bit ``i%8``), INFO (empty payload). Responses: RESULT (seq, class, scores, little-endian),
+INFO (see :func:`encode_info`), BIST (see :func:`decode_bist`), ERROR (code, type).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .errors import UserError
+
+SYNC = 0xA5
+VERSION = 1
+
+REQ_INFER = 0x01
+REQ_INFO = 0x02
+RSP_RESULT = 0x81
+RSP_INFO = 0x82
+RSP_BIST = 0x83
+RSP_ERROR = 0xEE
+
+ERR_CRC = 0x01
+
+CRC_POLY = 0x07
+HEADER = 4  # SYNC, TYPE, LEN_LO, LEN_HI
+HASH_BYTES = 8
+INFO_LEN = 1 + 2 + 2 + 1 + 2 + HASH_BYTES + 4  # version inputs classes sw latency hash clk
+BIST_LEN = 1 + 4 + 4 + 4  # passed, vectors, cycles, first failing vector (or 0xffffffff)
+ERROR_LEN = 2
+
+
+def crc8_step(crc: int, byte: int) -> int:
+    """One byte of CRC-8/0x07. The gateware derives its XOR network from this function."""
+    crc ^= byte
+    for _ in range(8):
+        crc = ((crc << 1) ^ CRC_POLY) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def crc8(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc = crc8_step(crc, byte)
+    return crc
+
+
+def encode_frame(kind: int, payload: bytes) -> bytes:
+    body = bytes([kind, len(payload) & 0xFF, len(payload) >> 8]) + bytes(payload)
+    return bytes([SYNC]) + body + bytes([crc8(body)])
+
+
+@dataclass(frozen=True)
+class PayloadLayout:
+    """Byte sizes of the INFER request and RESULT response for one net."""
+
+    inputs: int
+    classes: int
+    score_width: int
+
+    @property
+    def in_bytes(self) -> int:
+        return (self.inputs + 7) // 8
+
+    @property
+    def class_bytes(self) -> int:
+        return max(1, ((self.classes - 1).bit_length() + 7) // 8)
+
+    @property
+    def score_bytes(self) -> int:
+        return max(1, (self.score_width + 7) // 8)
+
+    @property
+    def request_len(self) -> int:
+        return 1 + self.in_bytes
+
+    @property
+    def result_len(self) -> int:
+        return 1 + self.class_bytes + self.classes * self.score_bytes
+
+    def request_lengths(self) -> dict[int, int]:
+        """The one payload length each request type may have (anything else is garbage)."""
+        return {REQ_INFER: self.request_len, REQ_INFO: 0}
+
+    def encode_request(self, seq: int, bits) -> bytes:
+        bits = np.asarray(bits, dtype=np.uint8).reshape(-1)
+        if bits.size != self.inputs:
+            raise UserError(f"a request holds {self.inputs} input bits, got {bits.size}")
+        packed = np.packbits(bits, bitorder="little").tobytes()
+        return encode_frame(REQ_INFER, bytes([seq & 0xFF]) + packed)
+
+    def decode_result(self, payload: bytes) -> tuple[int, int, np.ndarray]:
+        """(seq, class, scores) from a RESULT payload."""
+        if len(payload) != self.result_len:
+            raise ValueError(f"RESULT payload is {len(payload)} bytes, expected "
+                             f"{self.result_len}")
+        seq = payload[0]
+        cls = int.from_bytes(payload[1:1 + self.class_bytes], "little")
+        at = 1 + self.class_bytes
+        sb = self.score_bytes
+        scores = np.array([int.from_bytes(payload[at + c * sb:at + (c + 1) * sb], "little")
+                           for c in range(self.classes)], dtype=np.int32)
+        return seq, cls, scores
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    version: int
+    inputs: int
+    classes: int
+    score_width: int
+    latency: int
+    model_hash: str  # first HASH_BYTES bytes of the model's sha256, as hex
+    clock_hz: int
+
+
+def encode_info(info: BoardInfo) -> bytes:
+    return (struct.pack("<BHHBH", info.version, info.inputs, info.classes, info.score_width,
+                        info.latency)
+            + bytes.fromhex(info.model_hash[:2 * HASH_BYTES])
+            + struct.pack("<I", info.clock_hz))
+
+
+def decode_info(payload: bytes) -> BoardInfo:
+    if len(payload) != INFO_LEN:
+        raise ValueError(f"INFO payload is {len(payload)} bytes, expected {INFO_LEN}")
+    version, inputs, classes, sw, latency = struct.unpack_from("<BHHBH", payload)
+    h = payload[8:8 + HASH_BYTES].hex()
+    (clock,) = struct.unpack_from("<I", payload, 8 + HASH_BYTES)
+    return BoardInfo(version, inputs, classes, sw, latency, h, clock)
+
+
+@dataclass(frozen=True)
+class BistReport:
+    passed: bool
+    vectors: int
+    cycles: int
+    first_failure: int | None
+
+
+def decode_bist(payload: bytes) -> BistReport:
+    if len(payload) != BIST_LEN:
+        raise ValueError(f"BIST payload is {len(payload)} bytes, expected {BIST_LEN}")
+    passed, vectors, cycles, first = struct.unpack("<BIII", payload)
+    return BistReport(bool(passed), vectors, cycles, None if first == 0xFFFFFFFF else first)
+
+
+class Decoder:
+    """Software receiver: feed bytes, get (type, payload) frames; resynchronises like the
+    gateware. ``lengths`` maps each acceptable type to its one payload length."""
+
+    def __init__(self, lengths: dict[int, int]):
+        self.lengths = dict(lengths)
+        self.buf = bytearray()
+        self.dropped = 0  # bytes skipped while hunting
+        self.bad_crc = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self.buf += data
+        frames = []
+        while True:
+            start = self.buf.find(SYNC)
+            if start < 0:
+                self.dropped += len(self.buf)
+                self.buf.clear()
+                return frames
+            if start:
+                self.dropped += start
+                del self.buf[:start]
+            if len(self.buf) < HEADER:
+                return frames
+            kind = self.buf[1]
+            length = self.buf[2] | self.buf[3] << 8
+            if self.lengths.get(kind) != length:
+                self.dropped += 1
+                del self.buf[:1]  # not a frame start: hunt again from the next byte
+                continue
+            total = HEADER + length + 1
+            if len(self.buf) < total:
+                return frames
+            if crc8(bytes(self.buf[1:total - 1])) != self.buf[total - 1]:
+                self.bad_crc += 1
+                self.dropped += 1
+                del self.buf[:1]
+                continue
+            frames.append((kind, bytes(self.buf[HEADER:total - 1])))
+            del self.buf[:total]
+
+
+def response_lengths(layout: PayloadLayout | None) -> dict[int, int]:
+    lengths = {RSP_INFO: INFO_LEN, RSP_BIST: BIST_LEN, RSP_ERROR: ERROR_LEN}
+    if layout is not None:
+        lengths[RSP_RESULT] = layout.result_len
+    return lengths
+
+
+# -- gateware -------------------------------------------------------------------------------
+
+def _crc8_matrix() -> list[list[int]]:
+    """For each output bit, the bits of ``crc ^ byte`` it XORs: CRC is linear over GF(2), so
+    probing :func:`crc8_step` with unit vectors gives the hardware network."""
+    columns = [crc8_step(1 << j, 0) for j in range(8)]
+    return [[j for j in range(8) if columns[j] >> i & 1] for i in range(8)]
+
+
+def crc8_gateware(crc, byte):
+    """Amaranth expression for ``crc8_step(crc, byte)`` (both 8-bit values)."""
+    x = crc ^ byte
+    bits = []
+    for taps in _crc8_matrix():
+        acc = x[taps[0]]
+        for j in taps[1:]:
+            acc = acc ^ x[j]
+        bits.append(acc)
+    return Cat(*bits)
+
+
+class FrameReceiver(wiring.Component):
+    """Parses request frames from a byte stream (``rx_data``/``rx_stb``).
+
+    On a good INFER frame, ``payload`` holds the request (seq in byte 0) and ``infer``
+    strobes; a good INFO frame strobes ``info``; a frame with a bad CRC strobes
+    ``crc_error`` with its type in ``kind``. ``timeout`` cycles without a byte drop a
+    half-received frame."""
+
+    def __init__(self, layout: PayloadLayout, *, timeout: int):
+        self.layout = layout
+        self.timeout = max(1, timeout)
+        self.max_len = max(layout.request_lengths().values())
+        super().__init__({
+            "rx_data": In(8), "rx_stb": In(1),
+            "payload": Out(8 * max(1, self.max_len)),
+            "kind": Out(8),
+            "infer": Out(1), "info": Out(1), "crc_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lengths = self.layout.request_lengths()
+        count = Signal(range(self.max_len + 2))
+        length = Signal(16)
+        crc = Signal(8)
+        idle = Signal(range(self.timeout + 1))
+        busy = Signal()
+
+        with m.If(self.rx_stb):
+            m.d.sync += idle.eq(0)
+        with m.Elif(busy & (idle != self.timeout)):
+            m.d.sync += idle.eq(idle + 1)
+
+        m.d.sync += [self.infer.eq(0), self.info.eq(0), self.crc_error.eq(0)]
+        byte = self.rx_data
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.comb += busy.eq(0)
+                with m.If(self.rx_stb & (byte == SYNC)):
+                    m.next = "TYPE"
+            with m.State("TYPE"):
+                m.d.comb += busy.eq(1)
+                with m.If(idle == self.timeout):
+                    m.next = "HUNT"
+                with m.Elif(self.rx_stb):
+                    m.d.sync += [self.kind.eq(byte),
+                                 crc.eq(crc8_gateware(Const(0, 8), byte))]
+                    known = 0
+                    for kind in lengths:
+                        known = known | (byte == kind)
+                    with m.If(known):
+                        m.next = "LEN_LO"
+                    with m.Elif(byte == SYNC):
+                        m.next = "TYPE"  # a repeated SYNC may be the real one
+                    with m.Else():
+                        m.next = "HUNT"
+            with m.State("LEN_LO"):
+                m.d.comb += busy.eq(1)
+                with m.If(idle == self.timeout):
+                    m.next = "HUNT"
+                with m.Elif(self.rx_stb):
+                    m.d.sync += [length[:8].eq(byte), crc.eq(crc8_gateware(crc, byte))]
+                    m.next = "LEN_HI"
+            with m.State("LEN_HI"):
+                m.d.comb += busy.eq(1)
+                full = Cat(length[:8], byte)
+                expected = Signal(16)
+                for kind, n in lengths.items():
+                    with m.If(self.kind == kind):
+                        m.d.comb += expected.eq(n)
+                with m.If(idle == self.timeout):
+                    m.next = "HUNT"
+                with m.Elif(self.rx_stb):
+                    m.d.sync += [length.eq(full), crc.eq(crc8_gateware(crc, byte)),
+                                 count.eq(0)]
+                    with m.If(full != expected):
+                        m.next = "HUNT"  # garbage: no request type has this length
+                    with m.Elif(full == 0):
+                        m.next = "CRC"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += busy.eq(1)
+                with m.If(idle == self.timeout):
+                    m.next = "HUNT"
+                with m.Elif(self.rx_stb):
+                    # Shift in from the top: after LEN bytes, byte 0 sits at the bottom.
+                    if self.max_len:
+                        m.d.sync += self.payload.eq(
+                            Cat(self.payload[8:], byte) if self.max_len > 1 else byte)
+                    m.d.sync += [crc.eq(crc8_gateware(crc, byte)), count.eq(count + 1)]
+                    with m.If(count + 1 == length):
+                        m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += busy.eq(1)
+                with m.If(idle == self.timeout):
+                    m.next = "HUNT"
+                with m.Elif(self.rx_stb):
+                    with m.If(byte == crc):
+                        m.d.sync += [self.infer.eq(self.kind == REQ_INFER),
+                                     self.info.eq(self.kind == REQ_INFO)]
+                    with m.Else():
+                        m.d.sync += self.crc_error.eq(1)
+                    m.next = "HUNT"
+        return m
+
+class FrameSender(wiring.Component):
+    """Sends one frame: TYPE and payload bytes are given at ``start`` (``kind``, flat
+    ``payload`` of ``max_len`` bytes, ``length``), SYNC, LEN and CRC are added here.
+    Bytes leave through ``tx_data``/``tx_stb`` whenever ``tx_ready``."""
+
+    def __init__(self, max_len: int):
+        self.max_len = max(1, max_len)
+        super().__init__({
+            "start": In(1), "kind": In(8), "length": In(16),
+            "payload": In(8 * self.max_len),
+            "busy": Out(1),
+            "tx_data": Out(8), "tx_stb": Out(1), "tx_ready": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        kind = Signal(8)
+        length = Signal(16)
+        data = Signal(8 * self.max_len)
+        crc = Signal(8)
+        index = Signal(range(self.max_len + 1))
+        m.d.comb += self.tx_stb.eq(0)
+
+        def send(value, nxt, *, crc_in=True):
+            m.d.comb += [self.tx_data.eq(value), self.tx_stb.eq(self.tx_ready)]
+            with m.If(self.tx_ready):
+                if crc_in:
+                    m.d.sync += crc.eq(crc8_gateware(crc, value))
+                m.next = nxt
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [kind.eq(self.kind), length.eq(self.length),
+                                 data.eq(self.payload), crc.eq(0), index.eq(0),
+                                 self.busy.eq(1)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                send(SYNC, "TYPE", crc_in=False)
+            with m.State("TYPE"):
+                send(kind, "LEN_LO")
+            with m.State("LEN_LO"):
+                send(length[:8], "LEN_HI")
+            with m.State("LEN_HI"):
+                send(length[8:], "PAYLOAD")
+                with m.If(self.tx_ready & (length == 0)):
+                    m.next = "CRC"
+            with m.State("PAYLOAD"):
+                send(data[:8], "PAYLOAD")
+                with m.If(self.tx_ready):
+                    m.d.sync += [data.eq(data >> 8), index.eq(index + 1)]
+                    with m.If(index + 1 == length):
+                        m.next = "CRC"
+            with m.State("CRC"):
+                send(crc, "IDLE", crc_in=False)
+                with m.If(self.tx_ready):
+                    m.d.sync += self.busy.eq(0)
+        return m

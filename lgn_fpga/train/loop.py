@@ -1,0 +1,138 @@
+"""Training: encode with a thermometer fitted on the training split, train a LogicNet with
+Adam on cross-entropy of the GroupSum scores, harden, and measure the hardened net's test
+accuracy with the golden model (the number that goes into the model's meta)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import golden
+from .. import graph as gg
+from .data import Dataset, fit_thermometer
+from .harden import harden
+from .net import LogicNet
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    arch: str = "1000,1000,300"
+    epochs: int = 100
+    thresholds: int = 3
+    tau: float = 10.0
+    lr: float = 0.01
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "cpu"
+    residual: bool = True
+    #: evaluate the hardened (discretized) net on the test split every this many epochs
+    eval_every: int = 1
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class History:
+    """Per evaluated epoch: mean training loss, relaxed train accuracy, hardened test
+    accuracy (torch's discretized forward, the same net the graph computes)."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    graph: gg.GateGraph
+    net: LogicNet
+    history: History
+    seconds: float
+    test_accuracy: float  # hardened, through the golden model
+
+
+def encode(data: Dataset, thresholds: int) -> tuple[gg.Thermometer, np.ndarray, np.ndarray]:
+    enc = fit_thermometer(data.x_train, thresholds, shared=data.image_shape is not None)
+    return enc, enc.encode(data.x_train), enc.encode(data.x_test)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same model on CPU: seeded torch and deterministic kernels."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+def hard_accuracy(net: LogicNet, bits: torch.Tensor, y: torch.Tensor, batch: int = 2048):
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(bits), batch):
+            scores = net(bits[start:start + batch], hard=True)
+            # argmax returns the first maximum: ties to the lowest class, as the hardware
+            correct += int((scores.argmax(1) == y[start:start + batch]).sum())
+    net.train()
+    return correct / max(len(bits), 1)
+
+
+def train(data: Dataset, options: TrainOptions, *,
+          progress: Callable[[int, dict], None] | None = None,
+          meta: dict | None = None) -> Result:
+    """Train, harden and measure. ``progress(epoch, stats)`` is called after every epoch
+    (stats: loss, train_accuracy, and test_accuracy when evaluated)."""
+    seed_everything(options.seed)
+    device = torch.device(options.device)
+    enc, bits_train, bits_test = encode(data, options.thresholds)
+    image = None
+    if data.image_shape is not None:
+        image = (*data.image_shape, options.thresholds)
+    net = LogicNet(enc.bits, data.classes, options.arch, tau=options.tau, seed=options.seed,
+                   image=image, residual=options.residual).to(device)
+    x_train = torch.from_numpy(bits_train).float().to(device)
+    y_train = torch.from_numpy(data.y_train).to(device)
+    x_test = torch.from_numpy(bits_test).float().to(device)
+    y_test = torch.from_numpy(data.y_test).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=options.lr)
+    shuffle = torch.Generator().manual_seed(options.seed)
+    history = History()
+    start = time.perf_counter()
+    for epoch in range(1, options.epochs + 1):
+        order = torch.randperm(len(x_train), generator=shuffle).to(device)
+        total_loss, correct = 0.0, 0
+        for i in range(0, len(order), options.batch_size):
+            idx = order[i:i + options.batch_size]
+            scores = net(x_train[idx])
+            loss = F.cross_entropy(scores, y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((scores.argmax(1) == y_train[idx]).sum())
+        stats = {"loss": total_loss / len(order), "train_accuracy": correct / len(order)}
+        if epoch % options.eval_every == 0 or epoch == options.epochs:
+            stats["test_accuracy"] = hard_accuracy(net, x_test, y_test)
+            history.epoch.append(epoch)
+            history.loss.append(stats["loss"])
+            history.train_accuracy.append(stats["train_accuracy"])
+            history.test_accuracy.append(stats["test_accuracy"])
+        if progress is not None:
+            progress(epoch, stats)
+    seconds = time.perf_counter() - start
+    net = net.cpu()
+    graph = harden(net, encoding=enc)
+    accuracy = float(np.mean(golden.predict(graph, bits_test).classes == data.y_test))
+    full_meta = {
+        "dataset": data.name, "split": data.split, "seed": options.seed,
+        "options": options.to_json(), "test_accuracy": round(accuracy, 6),
+        "test_samples": int(len(data.y_test)), "train_samples": int(len(data.y_train)),
+        "training_seconds": round(seconds, 1), "trainer": "lgn_fpga.train",
+        "torch": torch.__version__,
+    }
+    full_meta.update(meta or {})
+    graph = graph.replace(meta=full_meta)
+    return Result(graph, net, history, seconds, accuracy)
