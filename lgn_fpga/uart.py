@@ -1,7 +1,6 @@
 """8N1 UART receiver and transmitter. ``divisor`` is clocks per bit: derive it from the clock
 the logic actually runs at (after any PLL), never from the board's crystal alone."""
 
-from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring

@@ -44,13 +44,14 @@ class Dataset:
         return self.x_train.shape[1]
 
 
-def load(name: str) -> Dataset:
+def load(name: str, *, test_only: bool = False) -> Dataset:
     """``digits``, ``fashion-mnist``, ``mnist-5k`` or a path to an ``.npz`` with x, y
-    (or x_train, y_train, x_test, y_test)."""
+    (or x_train, y_train, x_test, y_test). ``test_only``: the training arrays may be left
+    empty where that saves time (fashion-mnist's 47 MB of training images)."""
     if name == "digits":
         return _digits()
     if name == "fashion-mnist":
-        return _fashion_mnist()
+        return _fashion_mnist(train=not test_only)
     if name == "mnist-5k":
         return _mnist_5k()
     if name.endswith(".npz") or Path(name).is_file():
@@ -116,7 +117,7 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
-def _fashion_mnist() -> Dataset:
+def _fashion_mnist(train: bool = True) -> Dataset:
     def find(stem):
         for name in (stem + ".gz", stem):
             if (FASHION_MNIST_DIR / name).exists():
@@ -124,12 +125,15 @@ def _fashion_mnist() -> Dataset:
         raise UserError(f"dataset fashion-mnist is missing ({FASHION_MNIST_DIR / stem}.gz): "
                         f"install the Debian package dataset-fashion-mnist")
 
-    x_train = read_idx(find("train-images-idx3-ubyte"))
-    y_train = read_idx(find("train-labels-idx1-ubyte"))
+    if train:
+        x_train = read_idx(find("train-images-idx3-ubyte"))
+        y_train = read_idx(find("train-labels-idx1-ubyte"))
+    else:
+        x_train, y_train = np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
     x_test = read_idx(find("t10k-images-idx3-ubyte"))
     y_test = read_idx(find("t10k-labels-idx1-ubyte"))
     return Dataset("fashion-mnist",
-                   x_train.reshape(len(x_train), -1).astype(np.float64),
+                   x_train.reshape(len(x_train), 28 * 28).astype(np.float64),
                    y_train.astype(np.int64),
                    x_test.reshape(len(x_test), -1).astype(np.float64),
                    y_test.astype(np.int64), 10, "official 60000 train / 10000 test", (28, 28))
@@ -152,7 +156,7 @@ def _npz(path: str) -> Dataset:
                 raise UserError(f"{path}: {k} must be (samples, features), got {a.shape}")
         y_all = np.concatenate([y_tr, y_te])
         _check_labels(path, y_all)
-        return Dataset(p.name, x_tr.astype(np.float64), y_tr.astype(np.int64),
+        return Dataset(str(path), x_tr.astype(np.float64), y_tr.astype(np.int64),
                        x_te.astype(np.float64), y_te.astype(np.int64), int(y_all.max()) + 1,
                        "given by the file")
     if not {"x", "y"} <= keys:
@@ -163,7 +167,7 @@ def _npz(path: str) -> Dataset:
         raise UserError(f"{path}: x must be (samples, features) and y (samples,), got "
                         f"{x.shape} and {y.shape}")
     _check_labels(path, y)
-    return _split(p.name, x, y)
+    return _split(str(path), x, y)
 
 
 def _check_labels(path, y):
@@ -174,29 +178,39 @@ def _check_labels(path, y):
 def fit_thermometer(x_train: np.ndarray, thresholds: int, *, shared: bool) -> Thermometer:
     """Thresholds at quantiles of the training values.
 
-    ``shared``: one set for all features (pooled values), right for pixels, where a
-    per-pixel quantile is meaningless for border pixels that are always 0; and the
-    convolution then sees the same channels everywhere. Otherwise per feature.
-    Thresholds sit halfway between neighbouring distinct values, so integer data is
-    encoded the same after any float round trip.
+    ``shared`` (images): one set for all pixels, fitted on the pooled values, where a
+    per-pixel quantile is meaningless for border pixels that are always 0 -- and the
+    convolution then sees the same channels everywhere. The first threshold separates the
+    background (the smallest value) from anything else; the rest sit at quantiles of the
+    foreground, not of all pixels, or half of them would be spent inside the background.
+    Otherwise per feature, at plain quantiles.
+
+    Thresholds sit halfway between neighbouring distinct values, so integer data is encoded
+    the same after any float round trip.
     """
     x = np.asarray(x_train, dtype=np.float64)
-    columns = [x.reshape(-1)] if shared else [x[:, f] for f in range(x.shape[1])]
-    rows = [_quantile_thresholds(col, thresholds) for col in columns]
-    th = np.asarray(rows)
     if shared:
-        th = np.repeat(th, x.shape[1], axis=0)
-    return Thermometer(th)
+        pooled = x.reshape(-1)
+        background = pooled.min()
+        foreground = pooled[pooled > background]
+        # the background counted once: quantile 0 is the background/foreground cut
+        values = np.concatenate([[background], foreground])
+        wanted = np.arange(thresholds) / thresholds
+        row = _quantile_thresholds(values, wanted)
+        return Thermometer(np.repeat(row[None, :], x.shape[1], axis=0))
+    wanted = (np.arange(thresholds) + 1) / (thresholds + 1)
+    return Thermometer(np.asarray([_quantile_thresholds(x[:, f], wanted)
+                                   for f in range(x.shape[1])]))
 
 
-def _quantile_thresholds(values: np.ndarray, count: int) -> np.ndarray:
+def _quantile_thresholds(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    count = len(wanted)
     distinct = np.unique(values)
     if len(distinct) == 1:
         return np.full(count, distinct[0] - 0.5)  # a constant feature: every bit is 1
     mids = (distinct[:-1] + distinct[1:]) / 2  # candidate cut points
     # the fraction of values at or below each cut point
     below = np.searchsorted(np.sort(values), mids, side="right") / len(values)
-    wanted = (np.arange(count) + 1) / (count + 1)
     # the cut nearest each wanted quantile, each cut used once (a repeated threshold is a
     # wasted input bit); with fewer distinct cuts than wanted, some repeat
     free = np.ones(len(mids), dtype=bool)

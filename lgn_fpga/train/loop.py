@@ -27,9 +27,14 @@ class TrainOptions:
     tau: float = 10.0
     lr: float = 0.01
     batch_size: int = 128
+    #: "cosine": the learning rate decays to 0 over the run, which settles the gate choices
+    #: so the last epoch's hardened net is not a random draw from a noisy plateau
+    schedule: str = "cosine"
     seed: int = 0
     device: str = "cpu"
     residual: bool = True
+    #: image datasets: shift each training image by up to this many pixels (0 = off)
+    shift: int = 0
     #: evaluate the hardened (discretized) net on the test split every this many epochs
     eval_every: int = 1
 
@@ -68,6 +73,25 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
+def random_shift(x: torch.Tensor, image: tuple[int, int, int], shift: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Move each encoded image (B, H*W*T) by a random (dy, dx) in [-shift, shift], filling
+    with 0 bits (a value below every threshold: background). Small digits and clothes are
+    the same class a pixel to the left; the net learns that from 1.3k digits only if shown."""
+    h, w, t = image
+    img = x.reshape(len(x), h, w, t)
+    out = torch.zeros_like(img)
+    d = torch.randint(-shift, shift + 1, (2, len(x)), generator=generator)
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            sel = ((d[0] == dy) & (d[1] == dx)).nonzero().flatten().to(x.device)
+            if len(sel) == 0:
+                continue
+            src = img[sel, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+            out[sel, max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)] = src
+    return out.reshape(len(x), -1)
+
+
 def hard_accuracy(net: LogicNet, bits: torch.Tensor, y: torch.Tensor, batch: int = 2048):
     net.eval()
     correct = 0
@@ -98,6 +122,12 @@ def train(data: Dataset, options: TrainOptions, *,
     x_test = torch.from_numpy(bits_test).float().to(device)
     y_test = torch.from_numpy(data.y_test).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=options.lr)
+    steps = options.epochs * -(-len(x_train) // options.batch_size)
+    sched = None
+    if options.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    elif options.schedule != "constant":
+        raise ValueError(f"unknown schedule {options.schedule!r}")
     shuffle = torch.Generator().manual_seed(options.seed)
     history = History()
     start = time.perf_counter()
@@ -106,11 +136,16 @@ def train(data: Dataset, options: TrainOptions, *,
         total_loss, correct = 0.0, 0
         for i in range(0, len(order), options.batch_size):
             idx = order[i:i + options.batch_size]
-            scores = net(x_train[idx])
+            batch = x_train[idx]
+            if options.shift and image is not None:
+                batch = random_shift(batch, image, options.shift, shuffle)
+            scores = net(batch)
             loss = F.cross_entropy(scores, y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             total_loss += loss.item() * len(idx)
             correct += int((scores.argmax(1) == y_train[idx]).sum())
         stats = {"loss": total_loss / len(order), "train_accuracy": correct / len(order)}
