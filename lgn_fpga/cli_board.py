@@ -15,18 +15,18 @@ def boards_command(as_json):
     from rich.console import Console
     from rich.table import Table
 
-    from . import boards
+    from . import profiles
 
-    rows = [p.summary() for p in boards.profiles().values()]
+    rows = [p.summary() for p in profiles.profiles().values()]
     if as_json:
         echo_json(rows)
         return
     table = Table(title="boards")
     for col in ("board", "device", "LUTs", "FFs", "BRAM kbit", "clock", "programmer"):
         table.add_column(col, justify="right" if col in ("LUTs", "FFs", "BRAM kbit") else
-                         "left")
+                         "left", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], f"{r['device']} {r['package']}", str(r["luts"]),
+        table.add_row(r["name"], r["device"], str(r["luts"]),
                       str(r["ffs"]), str(r["bram_bits"] // 1024),
                       f"{r['clock_hz'] / 1e6:g} MHz", r["programmer"])
     Console().print(table)
@@ -49,14 +49,17 @@ def boards_command(as_json):
 @click.option("--baud", type=click.IntRange(min=300), default=115200, show_default=True)
 @click.option("--vectors", type=click.IntRange(min=1), default=None,
               help="BIST vectors in block RAM [default: up to 256, what fits half the RAM].")
+@click.option("--vector-set", type=click.Path(dir_okay=False), default=None,
+              help="BIST: golden vector set (.npz, see `lgn_fpga.vectors`) [default: the "
+              "shipped set of a shipped model, else one made with --seed].")
 @click.option("--no-optimize", is_flag=True, help="Build the net as given (no dead-gate "
               "removal or constant folding).")
 @click.option("--allow-timing-fail", is_flag=True,
               help="Keep the bitstream when Fmax is below the target clock (warns).")
 @click.option("--force", is_flag=True, help="Skip the fit estimate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vectors, no_optimize,
-                  allow_timing_fail, force, as_json):
+def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vectors, vector_set,
+                  no_optimize, allow_timing_fail, force, as_json):
     """Build a bitstream for BOARD with YoWASP Yosys and nextpnr.
 
     Writes the bitstream and report.json (utilization, Fmax, tool versions, stage times,
@@ -69,7 +72,8 @@ def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vector
     console = Console(stderr=True)
     opts = BuildOptions(board=board, model=model, top=top, pipeline=pipeline, out=out,
                         seed=seed, optimize=not no_optimize, freq_mhz=freq_mhz, baud=baud,
-                        vectors=vectors, allow_timing_fail=allow_timing_fail, force=force)
+                        vectors=vectors, vector_set=vector_set,
+                        allow_timing_fail=allow_timing_fail, force=force)
     status = None
 
     def on_stage(name, state, seconds):
@@ -81,6 +85,8 @@ def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vector
             if status is not None:
                 status.stop()
             console.print(f"[green]✓[/green] {name} [dim]{seconds:.1f} s[/dim]")
+        elif state == "note":
+            console.print(f"[yellow]![/yellow] {name}")
 
     try:
         report = build(opts, on_stage=on_stage)
@@ -99,10 +105,10 @@ def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vector
 @click.option("--dry-run", is_flag=True, help="Print the programmer command, run nothing.")
 def flash_command(board, bitstream, dry_run):
     """Program BITSTREAM [default: build/<board>/top.bin or top.bit] into BOARD."""
-    from . import boards
+    from . import profiles
     from .flash import flash
 
-    flash(boards.get(board), bitstream, dry_run=dry_run, echo=click.echo)
+    flash(profiles.get(board), bitstream, dry_run=dry_run, echo=click.echo)
 
 
 @click.command("run")
@@ -135,6 +141,12 @@ def run_command(port, model, input_path, features, check, baud, timeout, window,
         x = graph.encoding.encode(x)
     if x.ndim == 1:
         x = x[None, :]
+    if x.ndim != 2:
+        raise UserError(f"{input_path}: INPUT must be a (samples, inputs) array, got shape "
+                        f"{x.shape}")
+    if x.size and not ((x == 0) | (x == 1)).all():
+        raise UserError(f"{input_path}: INPUT must hold 0/1 bits"
+                        + ("" if features else " (raw features? pass --features)"))
     with Board(port, baud=baud, timeout=timeout) as board:
         info = board.info()
         if graph is not None and (info.inputs, info.classes) != (graph.inputs, graph.classes):

@@ -36,6 +36,8 @@ def reproduce_command(dataset, options, output) -> str:
         args += ["--schedule", options.schedule]
     if options.shift:
         args += ["--shift", str(options.shift)]
+    if options.jitter:
+        args += ["--jitter", f"{options.jitter:g}"]
     if not options.residual:
         args.append("--no-residual")
     args += ["-o", str(output)]
@@ -66,13 +68,16 @@ def reproduce_command(dataset, options, output) -> str:
               help="Start gates uniform instead of biased to pass-through 'a'.")
 @click.option("--shift", type=click.IntRange(min=0), default=0, show_default=True,
               help="Image datasets: augment by random shifts of up to this many pixels.")
+@click.option("--jitter", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Add uniform noise of up to this much to raw training features before "
+                   "encoding (fresh every batch).")
 @click.option("--eval-every", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure the discretized test accuracy every this many epochs.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write training curves (.png).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.json or .npz).")
 def train(dataset, arch, epochs, thresholds, tau, lr, batch_size, schedule, seed, device,
-          no_residual, shift, eval_every, plot, output):
+          no_residual, shift, jitter, eval_every, plot, output):
     """Train a logic gate network, harden it and write the gate graph; the meta records the
     dataset, split, options, hardened test accuracy (golden model) and the command."""
     _require_torch()
@@ -104,7 +109,8 @@ def train(dataset, arch, epochs, thresholds, tau, lr, batch_size, schedule, seed
                         f"{data.classes} classes of {data.name}")
     options = TrainOptions(arch=arch, epochs=epochs, thresholds=thresholds, tau=tau, lr=lr,
                            batch_size=batch_size, schedule=schedule, seed=seed, device=device,
-                           residual=not no_residual, shift=shift, eval_every=eval_every)
+                           residual=not no_residual, shift=shift, jitter=jitter,
+                           eval_every=eval_every)
     command = reproduce_command(dataset, options, output)
     def describe(stats):
         text = f"loss {stats['loss']:.4f} train {stats['train_accuracy']:.2%}"

@@ -8,8 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .boards import Profile
 from .errors import UserError
+from .profiles import Profile
 
 INSTALL_HINTS = {
     "iceprog": "install it with `sudo apt install fpga-icestorm` (Debian/Ubuntu) or from "

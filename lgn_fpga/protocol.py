@@ -344,16 +344,18 @@ class FrameReceiver(wiring.Component):
         return m
 
 class FrameSender(wiring.Component):
-    """Sends one frame: TYPE and payload bytes are given at ``start`` (``kind``, flat
-    ``payload`` of ``max_len`` bytes, ``length``), SYNC, LEN and CRC are added here.
-    Bytes leave through ``tx_data``/``tx_stb`` whenever ``tx_ready``."""
+    """Sends one frame: ``kind`` and ``length`` are taken at ``start``; SYNC, LEN and CRC
+    are added here. The payload is not copied: the sender asks for byte ``index`` and the
+    caller answers on ``byte`` (combinationally, from data it holds still while ``busy``),
+    which costs a byte multiplexer instead of a register per payload bit. ``done`` pulses
+    as the last byte leaves. Bytes go out through ``tx_data``/``tx_stb`` when ``tx_ready``."""
 
     def __init__(self, max_len: int):
         self.max_len = max(1, max_len)
         super().__init__({
             "start": In(1), "kind": In(8), "length": In(16),
-            "payload": In(8 * self.max_len),
-            "busy": Out(1),
+            "index": Out(range(self.max_len)), "byte": In(8),
+            "busy": Out(1), "done": Out(1),
             "tx_data": Out(8), "tx_stb": Out(1), "tx_ready": In(1),
         })
 
@@ -361,10 +363,9 @@ class FrameSender(wiring.Component):
         m = Module()
         kind = Signal(8)
         length = Signal(16)
-        data = Signal(8 * self.max_len)
         crc = Signal(8)
-        index = Signal(range(self.max_len + 1))
         m.d.comb += self.tx_stb.eq(0)
+        m.d.sync += self.done.eq(0)
 
         def send(value, nxt, *, crc_in=True):
             m.d.comb += [self.tx_data.eq(value), self.tx_stb.eq(self.tx_ready)]
@@ -376,9 +377,8 @@ class FrameSender(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [kind.eq(self.kind), length.eq(self.length),
-                                 data.eq(self.payload), crc.eq(0), index.eq(0),
-                                 self.busy.eq(1)]
+                    m.d.sync += [kind.eq(self.kind), length.eq(self.length), crc.eq(0),
+                                 self.index.eq(0), self.busy.eq(1)]
                     m.next = "SYNC"
             with m.State("SYNC"):
                 send(SYNC, "TYPE", crc_in=False)
@@ -391,13 +391,14 @@ class FrameSender(wiring.Component):
                 with m.If(self.tx_ready & (length == 0)):
                     m.next = "CRC"
             with m.State("PAYLOAD"):
-                send(data[:8], "PAYLOAD")
+                send(self.byte, "PAYLOAD")
                 with m.If(self.tx_ready):
-                    m.d.sync += [data.eq(data >> 8), index.eq(index + 1)]
-                    with m.If(index + 1 == length):
+                    with m.If(self.index + 1 == length):
                         m.next = "CRC"
+                    with m.Else():
+                        m.d.sync += self.index.eq(self.index + 1)
             with m.State("CRC"):
                 send(crc, "IDLE", crc_in=False)
                 with m.If(self.tx_ready):
-                    m.d.sync += self.busy.eq(0)
+                    m.d.sync += [self.busy.eq(0), self.done.eq(1)]
         return m

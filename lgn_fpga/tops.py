@@ -125,27 +125,42 @@ class UartTop(wiring.Component):
         info_pending = Signal()
         error_pending = Signal()
         error_kind = Signal(8)
+        # What the sender is sending; its payload bytes are picked from the source, which
+        # holds still until the frame is out (the FIFO's head is only popped at `done`).
+        source = Signal(range(3))  # 0: result (FIFO head), 1: INFO, 2: ERROR
+        info_bytes = p.encode_info(self.info)
+        error_bytes = Cat(Const(p.ERR_CRC, 8), error_kind)
+        with m.Switch(source):
+            with m.Case(0):
+                m.d.comb += send.byte.eq(results.r_data.word_select(send.index, 8))
+            with m.Case(1):
+                m.d.comb += send.byte.eq(
+                    Const(int.from_bytes(info_bytes, "little"), 8 * len(info_bytes))
+                    .word_select(send.index, 8))
+            with m.Default():
+                m.d.comb += send.byte.eq(error_bytes.word_select(send.index, 8))
+        with m.If(send.done & (source == 0)):
+            m.d.comb += results.r_en.eq(1)
+
+        with m.If(~send.busy & ~send.done):
+            with m.If(error_pending):
+                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_ERROR),
+                             send.length.eq(p.ERROR_LEN)]
+                m.d.sync += [error_pending.eq(0), source.eq(2)]
+            with m.Elif(info_pending):
+                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_INFO),
+                             send.length.eq(p.INFO_LEN)]
+                m.d.sync += [info_pending.eq(0), source.eq(1)]
+            with m.Elif(results.r_rdy):
+                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_RESULT),
+                             send.length.eq(layout.result_len)]
+                m.d.sync += source.eq(0)
+        # After the clears above, so a request arriving as its predecessor's answer starts
+        # is not lost (the last assignment wins).
         with m.If(recv.info):
             m.d.sync += info_pending.eq(1)
         with m.If(recv.crc_error):
             m.d.sync += [error_pending.eq(1), error_kind.eq(recv.kind)]
-
-        info_payload = int.from_bytes(p.encode_info(self.info), "little")
-        with m.If(~send.busy):
-            with m.If(error_pending):
-                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_ERROR),
-                             send.length.eq(p.ERROR_LEN),
-                             send.payload.eq(Cat(Const(p.ERR_CRC, 8), error_kind))]
-                m.d.sync += error_pending.eq(0)
-            with m.Elif(info_pending):
-                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_INFO),
-                             send.length.eq(p.INFO_LEN),
-                             send.payload.eq(Const(info_payload, 8 * p.INFO_LEN))]
-                m.d.sync += info_pending.eq(0)
-            with m.Elif(results.r_rdy):
-                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_RESULT),
-                             send.length.eq(layout.result_len),
-                             send.payload.eq(results.r_data), results.r_en.eq(1)]
         return m
 
 
@@ -155,11 +170,18 @@ def expected_words(graph: GateGraph, score_width: int, bits: np.ndarray):
     from . import golden
 
     pred = golden.predict(graph, bits)
-    class_width = max(1, (graph.classes - 1).bit_length())
+    return pack_expected(pred.classes, pred.scores, score_width)
+
+
+def pack_expected(classes: np.ndarray, scores: np.ndarray, score_width: int):
+    """(words, class_width): each vector's class and scores as one BIST memory word (e.g.
+    from a golden vector set of :mod:`lgn_fpga.vectors`)."""
+    num_classes = np.asarray(scores).shape[1]
+    class_width = max(1, (num_classes - 1).bit_length())
     words = []
-    for cls, scores in zip(pred.classes.tolist(), pred.scores.tolist()):
+    for cls, row in zip(np.asarray(classes).tolist(), np.asarray(scores).tolist()):
         word = cls
-        for c, s in enumerate(scores):
+        for c, s in enumerate(row):
             word |= s << (class_width + c * score_width)
         words.append(word)
     return words, class_width
@@ -257,11 +279,12 @@ class BistTop(wiring.Component):
             m.d.sync += [done_seen.eq(1), pending.eq(1)]
         with m.If(rx.stb & self.done):
             m.d.sync += pending.eq(1)
+        # Once done, these registers hold still: the sender reads its bytes straight here.
+        payload = Cat(self.passed, Const(0, 7), Const(n, 32), self.cycles, self.first_failure)
+        m.d.comb += send.byte.eq(payload.word_select(send.index, 8))
         with m.If(pending & ~send.busy):
             m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_BIST),
-                         send.length.eq(p.BIST_LEN),
-                         send.payload.eq(Cat(self.passed, Const(0, 7), Const(n, 32),
-                                              self.cycles, self.first_failure))]
+                         send.length.eq(p.BIST_LEN)]
             m.d.sync += pending.eq(0)
         return m
 
@@ -398,10 +421,12 @@ class BoardTop(Elaboratable):
                 self.pll.clk_in = clk_buf.i
             m.submodules.pll = self.pll
 
-        uart = platform.request(*self.profile.uart)
-        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        uart = platform.request(*self.profile.uart, dir="-")
+        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(uart_rx.i), uart_tx.o.eq(top.tx)]
 
-        leds = self.profile.leds(platform)
+        leds = self.profile.leds(platform, m)
         if isinstance(top, BistTop):
             status = [top.passed, top.failed]
             extra = (top.cycles - top.vectors).as_unsigned()

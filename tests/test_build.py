@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lgn_fpga import boards
 from lgn_fpga import graph as gg
+from lgn_fpga import profiles
 from lgn_fpga.build import BuildOptions, build, parse_yosys_stats, script_stages
 from lgn_fpga.cli import main
 from lgn_fpga.errors import UserError
@@ -96,7 +96,7 @@ def test_flash_without_a_bitstream_says_to_build_first(tmp_path, monkeypatch):
 
 
 def _check_report(report, out: Path, board: str):
-    profile = boards.get(board)
+    profile = profiles.get(board)
     assert report["status"] == "ok"
     saved = json.loads((out / "report.json").read_text())
     assert saved["bitstream"] == report["bitstream"]
@@ -185,3 +185,67 @@ def test_an_interrupted_build_leaves_no_bitstream_and_no_temporary_folder(small_
               on_stage=interrupt)
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
     assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-12f"])
+def test_classic_abc_fallback_scripts_synthesize(board, small_model, tmp_path):
+    # The fallback only runs when Yosys's ABC9 crashes, so run it here on purpose.
+    import re
+    import subprocess
+
+    from lgn_fpga.build import ABC_FALLBACK, parse_yosys_stats, tool_env
+    from lgn_fpga.tops import BoardTop, UartTop
+
+    profile = profiles.get(board)
+    top = UartTop(gg.load(small_model), divisor=104)
+    plan = profile.make_platform().prepare(BoardTop(top, profile), "top", emit_src=False)
+    plan.extract(str(tmp_path))
+    ys = tmp_path / "top.ys"
+    synth = f"synth_{profile.family}"
+    ys.write_text(re.sub(synth + r" (.*)-top top", ABC_FALLBACK[profile.family], ys.read_text()))
+    env = tool_env()
+    proc = subprocess.run([env["YOSYS"], "-q", "-l", "top.rpt", "top.ys"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, (tmp_path / "top.rpt").read_text()[-2000:]
+    stats = parse_yosys_stats((tmp_path / "top.rpt").read_text())
+    assert stats.get("SB_LUT4" if profile.family == "ice40" else "LUT4", 0) > 100
+
+
+@pytest.mark.slow
+def test_fmax_below_the_target_fails_the_build_unless_allowed(small_model, tmp_path,
+                                                               monkeypatch):
+    # The tools run for real; only nextpnr's Fmax is read as 5 MHz, below the 12 MHz clock.
+    import lgn_fpga.build as b
+
+    real_fmax = b.fmax
+    monkeypatch.setattr(b, "fmax", lambda pnr: (5.0, real_fmax(pnr)[1]))
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"timing not met on icebreaker: Fmax 5.0 MHz < 12 MHz"):
+        build(BuildOptions(board="icebreaker", model=str(small_model), out=str(out)))
+    assert not (out / "top.bin").exists()
+    assert json.loads((out / "report.json").read_text())["status"] == "timing failed"
+
+    report = build(BuildOptions(board="icebreaker", model=str(small_model), out=str(out),
+                                allow_timing_fail=True))
+    assert (out / "top.bin").exists() and report["status"] == "ok"
+    assert report["warnings"] == ["Fmax 5.0 MHz is below the 12 MHz target"]
+
+
+def test_bist_vectors_come_from_a_given_set_checked_against_the_model(small_model, tmp_path):
+    from lgn_fpga import vectors as vec
+    from lgn_fpga.build import _bist_vectors
+
+    graph = gg.load(small_model)
+    vec.save(vec.make(graph, 40, seed=9), tmp_path / "set.npz")
+    opts = BuildOptions(board="icebreaker", model=str(small_model), top="bist",
+                        vector_set=str(tmp_path / "set.npz"))
+    vset, source = _bist_vectors(opts, graph, 16)
+    assert len(vset) == 16 and source.endswith("set.npz")
+    assert (vset.bits == vec.make(graph, 40, seed=9).bits[:16]).all()
+    other = random_graph(inputs=16, layers=2, width=8, classes=4, seed=99)
+    with pytest.raises(UserError, match="not this model"):
+        _bist_vectors(opts, other, 16)
+    made, source = _bist_vectors(BuildOptions(board="icebreaker", model=str(small_model),
+                                              seed=4), graph, 8)
+    assert len(made) == 8 and source == "made with seed 4"

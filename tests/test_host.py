@@ -12,6 +12,7 @@ import tty
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from amaranth.utils import bits_for
 from click.testing import CliRunner
 from test_tops import DIVISOR, uart_bench
 
@@ -21,7 +22,7 @@ from lgn_fpga import protocol as p
 from lgn_fpga.cli import main
 from lgn_fpga.host import Board, BoardError
 from lgn_fpga.random_model import random_graph
-from lgn_fpga.tops import BistTop, UartTop
+from lgn_fpga.tops import BistTop, UartTop, expected_words
 
 
 class SimulatedBoard:
@@ -167,7 +168,7 @@ def test_bist_command_reads_the_simulated_bist_report_over_a_pty(net, corrupt):
     bits = np.random.default_rng(8).integers(0, 2, (16, net.inputs), dtype=np.uint8)
     expected = None
     if corrupt:
-        expected = list(BistTop(net, bits, divisor=DIVISOR).expected)
+        expected, _ = expected_words(net, bits_for(net.group_size), bits)
         expected[5] ^= 1  # the stored class of vector 5
     top = BistTop(net, bits, divisor=DIVISOR, expected=expected)
     sim = SimulatedBoard(top)
@@ -183,3 +184,9 @@ def test_bist_command_reads_the_simulated_bist_report_over_a_pty(net, corrupt):
         assert report["first_failure"] == 5
     else:
         assert result.exit_code == 0 and report["passed"]
+
+
+def test_run_command_refuses_input_that_is_not_bits(tmp_path):
+    np.save(tmp_path / "in.npy", np.array([[0.5, 3.0]]))
+    result = CliRunner().invoke(main, ["run", "--port", "/dev/null", str(tmp_path / "in.npy")])
+    assert result.exit_code != 0 and "must hold 0/1 bits" in result.output

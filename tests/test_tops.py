@@ -5,6 +5,7 @@ from collections import deque
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from amaranth.utils import bits_for
 
 from lgn_fpga import golden
 from lgn_fpga import protocol as p
@@ -200,9 +201,8 @@ def test_bist_passes_at_one_vector_per_clock(net, pipeline):
 
 def test_bist_fails_when_one_stored_expected_vector_is_corrupted(net):
     bits = np.random.default_rng(5).integers(0, 2, (40, net.inputs), dtype=np.uint8)
-    good = BistTop(net, bits, divisor=DIVISOR)
-    words = list(good.expected)
-    words[17] ^= 1 << good.class_width  # one score bit of vector 17
+    words, class_width = expected_words(net, bits_for(net.group_size), bits)
+    words[17] ^= 1 << class_width  # one score bit of vector 17
     top = BistTop(net, bits, divisor=DIVISOR, expected=words)
     out = run_bist(top)
     assert out["done"] and out["failed"] and not out["passed"]

@@ -176,7 +176,7 @@ def test_cli_train_and_evaluate(tmp_path):
     out = tmp_path / "m.json"
     runner = CliRunner()
     r = runner.invoke(main, ["train", "--dataset", str(data), "--arch", "24,8", "--epochs",
-                             "3", "--thresholds", "2", "-o", str(out),
+                             "3", "--thresholds", "2", "--jitter", "0.05", "-o", str(out),
                              "--plot", str(tmp_path / "c.png")])
     assert r.exit_code == 0, r.output
     meta = gg.load(out).meta

@@ -35,6 +35,10 @@ class TrainOptions:
     residual: bool = True
     #: image datasets: shift each training image by up to this many pixels (0 = off)
     shift: int = 0
+    #: add uniform noise in [-jitter, +jitter] to the raw training features before encoding,
+    #: fresh every batch: values near a threshold land on both sides, so the net cannot
+    #: memorize exact bit patterns (it overfits small sets like digits otherwise)
+    jitter: float = 0.0
     #: evaluate the hardened (discretized) net on the test split every this many epochs
     eval_every: int = 1
 
@@ -109,7 +113,15 @@ def train(data: Dataset, options: TrainOptions, *,
           meta: dict | None = None) -> Result:
     """Train, harden and measure. ``progress(epoch, stats)`` is called after every epoch
     (stats: loss, train_accuracy, and test_accuracy when evaluated)."""
-    seed_everything(options.seed)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        seed_everything(options.seed)
+        return _train(data, options, progress, meta)
+    finally:  # a process-wide switch: leave it as the caller had it
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(data, options, progress, meta) -> Result:
     device = torch.device(options.device)
     enc, bits_train, bits_test = encode(data, options.thresholds)
     image = None
@@ -120,6 +132,9 @@ def train(data: Dataset, options: TrainOptions, *,
     x_train = torch.from_numpy(bits_train).float().to(device)
     y_train = torch.from_numpy(data.y_train).to(device)
     x_test = torch.from_numpy(bits_test).float().to(device)
+    if options.jitter:
+        raw_train = torch.from_numpy(data.x_train).to(device)
+        thresholds = torch.from_numpy(enc.thresholds).to(device)
     y_test = torch.from_numpy(data.y_test).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=options.lr)
     steps = options.epochs * -(-len(x_train) // options.batch_size)
@@ -136,7 +151,13 @@ def train(data: Dataset, options: TrainOptions, *,
         total_loss, correct = 0.0, 0
         for i in range(0, len(order), options.batch_size):
             idx = order[i:i + options.batch_size]
-            batch = x_train[idx]
+            if options.jitter:
+                raw = raw_train[idx]
+                noise = torch.rand(raw.shape, generator=shuffle, dtype=raw.dtype)
+                raw = raw + (2 * noise - 1).to(device) * options.jitter
+                batch = (raw[:, :, None] > thresholds[None]).reshape(len(idx), -1).float()
+            else:
+                batch = x_train[idx]
             if options.shift and image is not None:
                 batch = random_shift(batch, image, options.shift, shuffle)
             scores = net(batch)

@@ -8,10 +8,10 @@ LEDs, and how to program the board. See docs/boards.md for the fields.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 
 from .errors import UserError
 
@@ -64,9 +64,12 @@ class Profile:
                 attrs=Attrs(**pins.get("attrs", {})))])
         return platform
 
-    def leds(self, platform) -> list:
+    def leds(self, platform, m) -> list:
         """The outputs of the profile's LEDs, in order; each is ``"led:0"`` or
-        ``"rgb_led:0.g"`` (one colour of a resource, which is requested only once)."""
+        ``"rgb_led:0.g"`` (one colour of a resource, which is requested only once). Output
+        buffers are added to module ``m``."""
+        from amaranth.lib import io
+
         requested = {}
         outputs = []
         for spec in self.led_names:
@@ -74,9 +77,11 @@ class Profile:
             number, _, sub = rest.partition(".")
             key = (name, int(number or 0))
             if key not in requested:
-                requested[key] = platform.request(*key)
-            res = requested[key]
-            outputs.append(getattr(res, sub).o if sub else res.o)
+                requested[key] = platform.request(*key, dir="-")
+            port = getattr(requested[key], sub) if sub else requested[key]
+            buffer = io.Buffer("o", port)
+            m.submodules[f"led_{len(outputs)}"] = buffer
+            outputs.append(buffer.o)
         return outputs
 
     def summary(self) -> dict:
@@ -136,16 +141,13 @@ def parse(text: str, where: str) -> Profile:
 
 
 def profile_dir() -> Path:
-    """Where the TOML profiles are. The top-level ``boards/`` folder ships as the package
-    ``lgn_fpga.boards``, whose name this module shares, so the folder is found by path:
-    beside this file in an installed wheel, at the top of the repository in a checkout or
-    an editable install."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "boards", here.parent / "boards"):
-        if any(candidate.glob("*.toml")):
-            return candidate
-    raise UserError(f"no board profiles found (looked in {here / 'boards'} and "
-                    f"{here.parent / 'boards'}); the installation is incomplete")
+    """Where the TOML profiles are: the top-level ``boards/`` folder, which ships inside the
+    package as ``lgn_fpga.boards`` (so an installed wheel and a checkout read the same files).
+    """
+    folder = Path(str(resources.files("lgn_fpga.boards")))
+    if not any(folder.glob("*.toml")):
+        raise UserError(f"no board profiles found in {folder}; the installation is incomplete")
+    return folder
 
 
 def profiles() -> dict[str, Profile]:

@@ -1,0 +1,95 @@
+"""The compiled engine: CXXRTL model == golden, cached by design hash."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lgn_fpga import graph as gg
+from lgn_fpga.cli import main
+from lgn_fpga.core import LogicNetCore
+from lgn_fpga.cxxrtl import build, cache_dir, read_outputs, run_cxxrtl, write_stimulus
+from lgn_fpga.random_model import random_graph
+from lgn_fpga.simulate import make_schedule, random_bits, run_pysim, simulate
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
+                                reason="the cxxrtl engine needs a C++ compiler")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    # One cache for this module: hermetic, yet each design compiles only once here.
+    monkeypatch.setenv("LGN_FPGA_CACHE", str(tmp_path_factory.getbasetemp() / "cxxrtl-cache"))
+
+
+NET = dict(inputs=12, layers=3, width=30, classes=3, seed=21)
+
+
+def test_cxxrtl_outputs_equal_pysim_outputs_cycle_for_cycle():
+    g = random_graph(**NET)
+    core = LogicNetCore(g, pipeline=2)
+    bits = random_bits(12, 40, seed=1)
+    schedule = make_schedule(40, gap_rate=0.4, seed=1)
+    compiled = run_cxxrtl(core, bits, schedule, seed=1)
+    python = run_pysim(LogicNetCore(g, pipeline=2), bits, schedule, seed=1)
+    np.testing.assert_array_equal(compiled.cycles, python.cycles)
+    np.testing.assert_array_equal(compiled.scores, python.scores)
+    np.testing.assert_array_equal(compiled.classes, python.classes)
+
+
+@pytest.mark.parametrize("pipeline,gap_rate", [(1, 0.0), (3, 0.6)])
+def test_cxxrtl_engine_matches_golden_on_many_vectors(pipeline, gap_rate):
+    g = random_graph(**NET)
+    result = simulate(g, random_bits(12, 3000, seed=2), pipeline=pipeline, engine="cxxrtl",
+                      gap_rate=gap_rate)
+    assert result.passed, result.mismatch
+    assert result.latency_measured == result.latency_declared
+
+
+def test_cxxrtl_handles_wide_inputs_and_many_classes():
+    # 200 inputs span several 32-bit chunks; 10 classes x 7 bits = 70 score bits.
+    g = random_graph(200, 2, 70, 10, seed=3)
+    result = simulate(g, random_bits(200, 500, seed=3), engine="cxxrtl", optimize=False)
+    assert result.passed, result.mismatch
+
+
+def test_a_corrupted_gate_makes_cxxrtl_simulate_exit_1(tmp_path):
+    path = tmp_path / "net.json"
+    gg.save(random_graph(**NET), path)
+    runner = CliRunner()
+    result = runner.invoke(main, ["simulate", str(path), "--engine", "cxxrtl", "--vectors",
+                                  "50", "--fault", "2:0", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["mismatch"]["vector"] == 0
+
+
+def test_a_design_compiles_once_and_then_comes_from_the_cache():
+    g = random_graph(**NET)
+    first = build(LogicNetCore(g, pipeline=2))
+    again = build(LogicNetCore(g, pipeline=2))
+    assert again.compiled is False and again.key == first.key
+    assert again.binary.exists()
+    assert str(cache_dir()) in str(again.binary)
+    other = build(LogicNetCore(g, pipeline=1))
+    assert other.key != first.key
+    assert sorted(p.name for p in again.binary.parent.iterdir()) == ["sim"]
+
+
+def test_stimulus_and_output_files_round_trip(tmp_path):
+    bits = random_bits(13, 5, seed=0)
+    schedule = np.array([0, -1, 1, 2, -1, -1, 3, 4])
+    write_stimulus(tmp_path / "s.bin", bits, schedule, 10, 13, seed=0)
+    raw = (tmp_path / "s.bin").read_bytes()
+    assert raw[:4] == b"LGNS" and len(raw) == 8 + 10 * 3
+    records = np.frombuffer(raw[8:], dtype=np.uint8).reshape(10, 3)
+    assert records[:, 0].tolist() == [1, 0, 1, 1, 0, 0, 1, 1, 0, 0]
+    assert (records[:, 2] < 32).all()   # bits above the 13 inputs stay zero, even in gaps
+    out = tmp_path / "o.bin"
+    out.write_bytes(b"LGNO" + np.array([4, 2], "<u4").tobytes()
+                    + np.array([7], "<u8").tobytes() + np.array([1], "<u4").tobytes()
+                    + bytes([0b0101_0011, 0b0000_0010]))
+    parsed = read_outputs(out, 3, 4, 10)   # 3 classes x 4 bits = 12 bits in 2 bytes
+    assert parsed.cycles.tolist() == [7] and parsed.classes.tolist() == [1]
+    assert parsed.scores.tolist() == [[3, 5, 2]]
