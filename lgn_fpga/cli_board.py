@@ -211,10 +211,57 @@ def bist_command(port, baud, timeout, as_json):
         raise UserError(f"BIST failed at vector {report.first_failure}", exit_code=1)
 
 
+@click.command("sim-board")
+@click.option("--model", "-m", default=None, help="Model to serve [default: the shipped default].")
+@click.option("--top", type=click.Choice(["uart", "bist"]), default="uart", show_default=True)
+@click.option("--pipeline", type=click.IntRange(min=1), default=None,
+              help="Gate layers between pipeline registers [default: the core's].")
+@click.option("--no-optimize", is_flag=True, help="Serve the net exactly as the file gives it.")
+@click.option("--seconds", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Stop after this long (0: until interrupted).")
+def sim_board_command(model, top, pipeline, no_optimize, seconds):
+    """A board with no hardware: the board top runs in Amaranth's simulator, its UART wired
+    bit by bit to a pseudo-terminal. Point `lgn-fpga run --port` (or `bist`) at the printed
+    device to try the whole serial path before you own a board. Simulated time runs far
+    slower than a real clock, so expect a few answers per second."""
+    import time
+
+    from .cliutil import load_model
+    from .sim.uart_link import SIM_DIVISOR, PtyBoard
+    from .tops import BistTop, UartTop
+
+    graph = load_model(model)
+    model_hash = graph.sha256()  # the board reports the net the user named, as a build does
+    if not no_optimize:
+        from .optimize import optimize
+
+        graph, _ = optimize(graph)
+    if top == "uart":
+        design = UartTop(graph, divisor=SIM_DIVISOR, pipeline=pipeline, model_hash=model_hash)
+    else:
+        from . import vectors
+
+        vectors = vectors.make(graph, count=64, seed=0)
+        design = BistTop(graph, vectors.bits, divisor=SIM_DIVISOR, pipeline=pipeline)
+    board = PtyBoard(design)
+    click.echo(board.path)
+    click.echo(f"simulated {top} top of {graph.gates} gates on {board.path}; "
+               "Ctrl-C to stop", err=True)
+    deadline = time.monotonic() + seconds if seconds else None
+    try:
+        while board.running and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+
+
 def _q(values, q):
     import numpy as np
 
     return np.quantile(values, q) if len(values) else float("nan")
 
 
-COMMANDS = [boards_command, build_command, flash_command, run_command, bist_command]
+COMMANDS = [boards_command, build_command, flash_command, run_command, bist_command,
+            sim_board_command]

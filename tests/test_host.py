@@ -5,16 +5,15 @@ sees a serial port, the gateware only sees pin levels."""
 
 import json
 import os
-import threading
 import time
 import tty
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 from amaranth.utils import bits_for
 from click.testing import CliRunner
-from test_tops import DIVISOR, uart_bench
+from lgn_fpga.sim.uart_link import SIM_DIVISOR as DIVISOR
+from lgn_fpga.sim.uart_link import PtyBoard as SimulatedBoard
 
 from lgn_fpga import golden
 from lgn_fpga import graph as gg
@@ -23,43 +22,6 @@ from lgn_fpga.cli import main
 from lgn_fpga.host import Board, BoardError
 from lgn_fpga.random_model import random_graph
 from lgn_fpga.tops import BistTop, UartTop, expected_words
-
-
-class SimulatedBoard:
-    """The UART top in a simulator thread, its UART on the master side of a pty."""
-
-    def __init__(self, top):
-        self.master, slave = os.openpty()
-        tty.setraw(slave)  # no echo, no line editing: a plain byte pipe like a USB UART
-        self.path = os.ttyname(slave)
-        self._slave = slave
-        os.set_blocking(self.master, False)
-        self.stop = threading.Event()
-        sim = Simulator(top)
-        sim.add_clock(1e-6)
-        sim.add_testbench(uart_bench(top.rx, top.tx, DIVISOR, take_input=self._take,
-                                     give_output=self._give, stop=self.stop.is_set))
-        self.thread = threading.Thread(target=sim.run, daemon=True)
-        self.thread.start()
-
-    def _take(self) -> bytes:
-        try:
-            return os.read(self.master, 64)
-        except (BlockingIOError, OSError):
-            return b""
-
-    def _give(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def inject(self, noise: bytes) -> None:
-        """Line noise from the board's side (written beside the simulated UART's bytes)."""
-        os.write(self.master, noise)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=10)
-        os.close(self.master)
-        os.close(self._slave)
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +152,32 @@ def test_run_command_refuses_input_that_is_not_bits(tmp_path):
     np.save(tmp_path / "in.npy", np.array([[0.5, 3.0]]))
     result = CliRunner().invoke(main, ["run", "--port", "/dev/null", str(tmp_path / "in.npy")])
     assert result.exit_code != 0 and "must hold 0/1 bits" in result.output
+
+
+def test_sim_board_command_serves_the_uart_top_on_a_pty(tmp_path):
+    """`lgn-fpga sim-board` prints a serial device; `lgn-fpga run --check` against it agrees
+    with the golden model: the whole user-facing serial path with no hardware."""
+    import subprocess
+    import sys
+
+    net = random_graph(inputs=10, layers=2, width=12, classes=3, seed=4)
+    gg.save(net, tmp_path / "m.json")
+    bits = np.random.default_rng(5).integers(0, 2, (8, 10), dtype=np.uint8)
+    np.save(tmp_path / "in.npy", bits)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lgn_fpga.cli", "sim-board", "--model", str(tmp_path / "m.json"),
+         "--seconds", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().strip()
+        assert port.startswith("/dev/"), server.stderr.read()
+        r = subprocess.run(
+            [sys.executable, "-m", "lgn_fpga.cli", "run", "--port", port, "--model",
+             str(tmp_path / "m.json"), str(tmp_path / "in.npy"), "--check", "--json",
+             "--timeout", "10"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        summary = json.loads(r.stdout)
+        assert summary["check"]["mismatches"] == 0
+        assert summary["model_matches_board"] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -1,54 +1,17 @@
 """The board tops in Amaranth's simulator, through their UART pins, bit by bit."""
 
-from collections import deque
-
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 from amaranth.utils import bits_for
+from lgn_fpga.sim.uart_link import SIM_DIVISOR, uart_testbench
 
 from lgn_fpga import golden
 from lgn_fpga import protocol as p
 from lgn_fpga.random_model import random_graph
 from lgn_fpga.tops import BistTop, UartTop, ecp5_pll_params, expected_words, ice40_pll_params
 
-DIVISOR = 4  # clocks per UART bit: the smallest the receiver takes, to keep simulations short
-
-
-def uart_bench(rx, tx, divisor, *, take_input, give_output, stop):
-    """A testbench that is the other end of a UART: bytes from ``take_input()`` go out on
-    ``rx`` bit by bit; bits seen on ``tx`` become bytes for ``give_output(bytes)``. Runs until
-    ``stop()``."""
-
-    async def bench(ctx):
-        out_bits = deque()
-        sampling = None  # (clocks to the next sample, bits so far, value)
-        while not stop():
-            if not out_bits:
-                for byte in take_input():
-                    frame = [0] + [(byte >> i) & 1 for i in range(8)] + [1]
-                    for bit in frame:
-                        out_bits.extend([bit] * divisor)
-            ctx.set(rx, out_bits.popleft() if out_bits else 1)
-            await ctx.tick()
-            level = ctx.get(tx)
-            if sampling is None:
-                if level == 0:
-                    sampling = (divisor + divisor // 2, 0, 0)  # middle of data bit 0
-                continue
-            wait, count, value = sampling
-            wait -= 1
-            if wait:
-                sampling = (wait, count, value)
-                continue
-            if count < 8:
-                sampling = (divisor, count + 1, value | level << count)
-            else:
-                assert level == 1, "the top sent a byte without a stop bit"
-                give_output(bytes([value]))
-                sampling = None
-
-    return bench
+DIVISOR = SIM_DIVISOR
 
 
 def run_uart(top, data: bytes, *, until, max_cycles=200_000):
@@ -66,7 +29,7 @@ def run_uart(top, data: bytes, *, until, max_cycles=200_000):
 
     sim = Simulator(top)
     sim.add_clock(1e-6)
-    sim.add_testbench(uart_bench(top.rx, top.tx, DIVISOR, take_input=take,
+    sim.add_testbench(uart_testbench(top.rx, top.tx, DIVISOR, take_input=take,
                                  give_output=received.extend, stop=stop))
     sim.run()
     return bytes(received)
@@ -149,7 +112,7 @@ def test_uart_top_drops_a_half_frame_after_the_idle_timeout(net):
     received = bytearray()
     sim = Simulator(top)
     sim.add_clock(1e-6)
-    sim.add_testbench(uart_bench(top.rx, top.tx, DIVISOR, take_input=take,
+    sim.add_testbench(uart_testbench(top.rx, top.tx, DIVISOR, take_input=take,
                                  give_output=received.extend,
                                  stop=lambda: len(frames_of(bytes(received), layout)) >= 1
                                  or len(sent) > 1501 and len(received) > 100))
