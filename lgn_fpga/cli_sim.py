@@ -32,7 +32,8 @@ def _parse_fault(text: str | None) -> tuple[int, int] | None:
 @click.command()
 @model_argument
 @click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), metavar="BITS.npy",
-              help="Input vectors (samples x inputs, 0/1). Default: random vectors.")
+              help="Input vectors (samples x inputs, 0/1), or a golden vector set (.npz, "
+                   "checked against the model first). Default: random vectors.")
 @click.option("--vectors", "count", type=click.IntRange(min=1), default=100, show_default=True,
               help="How many random vectors (without --inputs).")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -64,7 +65,13 @@ def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, n
     from .simulate import simulate as run_simulation
 
     graph = load_model(model)
-    if inputs_path is not None:
+    if inputs_path is not None and str(inputs_path).endswith(".npz"):
+        from . import vectors
+
+        vector_set = vectors.load(inputs_path, graph)
+        vectors.check(vector_set, graph)
+        bits = vector_set.bits
+    elif inputs_path is not None:
         bits = load_array(inputs_path, "--inputs")
     else:
         bits = random_bits(graph.inputs, count, seed)

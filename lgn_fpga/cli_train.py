@@ -32,14 +32,18 @@ def reproduce_command(dataset, options, output) -> str:
             "--tau", f"{options.tau:g}", "--lr", f"{options.lr:g}",
             "--batch-size", str(options.batch_size), "--seed", str(options.seed),
             "--device", options.device]
+    if options.encoding != "auto":
+        args += ["--encoding", options.encoding]
     if options.schedule != "cosine":
         args += ["--schedule", options.schedule]
     if options.shift:
         args += ["--shift", str(options.shift)]
     if options.jitter:
         args += ["--jitter", f"{options.jitter:g}"]
-    if not options.residual:
+    if options.residual is False:
         args.append("--no-residual")
+    elif options.residual is not True:
+        args += ["--residual-logit", f"{options.residual:g}"]
     args += ["-o", str(output)]
     return shlex.join(args)
 
@@ -53,6 +57,9 @@ def reproduce_command(dataset, options, output) -> str:
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--thresholds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Thermometer bits per feature (quantiles of the training split).")
+@click.option("--encoding", type=click.Choice(["auto", "foreground", "pooled", "feature"]),
+              default="auto", show_default=True,
+              help="Threshold fit: auto = foreground for images, feature otherwise.")
 @click.option("--tau", type=click.FloatRange(min=0, min_open=True), default=3.0,
               show_default=True, help="GroupSum temperature.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01,
@@ -66,6 +73,8 @@ def reproduce_command(dataset, options, output) -> str:
               show_default=True)
 @click.option("--no-residual", is_flag=True,
               help="Start gates uniform instead of biased to pass-through 'a'.")
+@click.option("--residual-logit", type=float,
+              help="Bias of op 'a' at initialization (default 5: ~90% pass-through).")
 @click.option("--shift", type=click.IntRange(min=0), default=0, show_default=True,
               help="Image datasets: augment by random shifts of up to this many pixels.")
 @click.option("--jitter", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -76,8 +85,8 @@ def reproduce_command(dataset, options, output) -> str:
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write training curves (.png).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.json or .npz).")
-def train(dataset, arch, epochs, thresholds, tau, lr, batch_size, schedule, seed, device,
-          no_residual, shift, jitter, eval_every, plot, output):
+def train(dataset, arch, epochs, thresholds, encoding, tau, lr, batch_size, schedule, seed, device,
+          no_residual, residual_logit, shift, jitter, eval_every, plot, output):
     """Train a logic gate network, harden it and write the gate graph; the meta records the
     dataset, split, options, hardened test accuracy (golden model) and the command."""
     _require_torch()
@@ -107,10 +116,11 @@ def train(dataset, arch, epochs, thresholds, tau, lr, batch_size, schedule, seed
     if parse_arch(arch)[-1] % data.classes:
         raise UserError(f"--arch {arch}: the last layer must be a multiple of the "
                         f"{data.classes} classes of {data.name}")
-    options = TrainOptions(arch=arch, epochs=epochs, thresholds=thresholds, tau=tau, lr=lr,
+    options = TrainOptions(arch=arch, epochs=epochs, thresholds=thresholds, encoding=encoding,
+                           tau=tau, lr=lr,
                            batch_size=batch_size, schedule=schedule, seed=seed, device=device,
-                           residual=not no_residual, shift=shift, jitter=jitter,
-                           eval_every=eval_every)
+                           residual=_residual(no_residual, residual_logit), shift=shift,
+                           jitter=jitter, eval_every=eval_every)
     command = reproduce_command(dataset, options, output)
     def describe(stats):
         text = f"loss {stats['loss']:.4f} train {stats['train_accuracy']:.2%}"
@@ -141,6 +151,14 @@ def train(dataset, arch, epochs, thresholds, tau, lr, batch_size, schedule, seed
     click.echo(f"hardened test accuracy {result.test_accuracy:.2%} ({len(data.y_test)} "
                f"samples), {result.graph.gates} gates, {result.seconds:.0f} s -> {output}",
                err=True)
+
+
+def _residual(no_residual: bool, logit: float | None):
+    if no_residual and logit is not None:
+        raise UserError("--no-residual and --residual-logit contradict each other")
+    if no_residual:
+        return False
+    return True if logit is None else float(logit)
 
 
 def _plot(history, path, title):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -207,8 +208,10 @@ def run_cxxrtl(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *, se
         write_stimulus(stimulus, bits, schedule, total, graph.inputs, seed)
         if status:
             status("running the compiled model")
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = subprocess.run([str(compiled.binary), str(stimulus), str(outputs)],
                                 capture_output=True, text=True)
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if result.returncode != 0:
             raise UserError(f"the CXXRTL model failed (exit {result.returncode}): "
                             f"{result.stderr.strip()}")
@@ -216,5 +219,8 @@ def run_cxxrtl(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *, se
     if info is not None:
         info.update(cxxrtl_key=compiled.key, compiled=compiled.compiled,
                     build_seconds=round(compiled.seconds, 3),
-                    run_seconds=round(time.perf_counter() - started, 3))
+                    run_seconds=round(time.perf_counter() - started, 3),
+                    model_cpu_seconds=round(
+                        (cpu_after.ru_utime + cpu_after.ru_stime)
+                        - (cpu_before.ru_utime + cpu_before.ru_stime), 3))
     return result

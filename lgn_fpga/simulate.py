@@ -163,10 +163,8 @@ def design_graph(graph: GateGraph, *, optimize: bool = True,
         graph = corrupt(graph, *fault)
     if not optimize:
         return graph, None
-    try:
-        from .optimize import optimize as run_optimize
-    except ImportError:  # optimize.py not available: build the net as given
-        return graph, None
+    from .optimize import optimize as run_optimize
+
     return run_optimize(graph)
 
 

@@ -6,6 +6,8 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lgn_fpga import graph as gg
 from lgn_fpga.cli import main
@@ -44,6 +46,18 @@ def test_cxxrtl_engine_matches_golden_on_many_vectors(pipeline, gap_rate):
     g = random_graph(**NET)
     result = simulate(g, random_bits(12, 3000, seed=2), pipeline=pipeline, engine="cxxrtl",
                       gap_rate=gap_rate)
+    assert result.passed, result.mismatch
+    assert result.latency_measured == result.latency_declared
+
+
+@settings(max_examples=6, deadline=None)
+@given(graph=st.builds(random_graph, inputs=st.integers(1, 40), layers=st.integers(1, 4),
+                       width=st.integers(1, 24), classes=st.integers(1, 5),
+                       seed=st.integers(0, 2**16)),
+       pipeline=st.integers(1, 3), gap_rate=st.sampled_from([0.0, 0.3]))
+def test_cxxrtl_engine_matches_golden_for_random_small_nets(graph, pipeline, gap_rate):
+    result = simulate(graph, random_bits(graph.inputs, 200, seed=5), pipeline=pipeline,
+                      engine="cxxrtl", gap_rate=gap_rate, optimize=False)
     assert result.passed, result.mismatch
     assert result.latency_measured == result.latency_declared
 

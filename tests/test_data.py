@@ -29,13 +29,15 @@ def test_digits_split():
 
 def test_thermometer_thresholds_are_distinct_midpoints():
     x = np.repeat(np.arange(17.0), 10).reshape(-1, 1) * np.ones((1, 3))
-    enc = data.fit_thermometer(x, 4, shared=True)
+    enc = data.fit_thermometer(x, 4, how="foreground")
     th = enc.thresholds
     assert th.shape == (3, 4) and np.all(th == th[0])
     assert len(np.unique(th[0])) == 4 and np.all(th[0] % 1 == 0.5)
     # per feature: a constant feature still gets a valid (all-ones) encoding
     x2 = np.column_stack([np.arange(100.0), np.full(100, 3.0)])
-    enc2 = data.fit_thermometer(x2, 3, shared=False)
+    enc2 = data.fit_thermometer(x2, 3, how="feature")
+    pooled = data.fit_thermometer(x, 4, how="pooled").thresholds[0]
+    assert len(np.unique(pooled)) == 4
     assert enc2.encode(x2)[:, 3:].all()
     bits = enc2.encode(x2)[:, :3]
     assert np.all(np.diff(bits.sum(1)) >= 0)  # monotone in the value

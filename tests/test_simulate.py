@@ -184,6 +184,14 @@ def test_vectors_command_writes_a_loadable_set(model_file, tmp_path):
     assert len(vs) == 16
 
 
+def test_simulate_replays_a_golden_vector_set(model_file, tmp_path):
+    out = tmp_path / "net.vectors.npz"
+    assert invoke("vectors", model_file, "-o", out, "--count", 8).exit_code == 0
+    result = invoke("simulate", model_file, "--inputs", out, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["vectors"] == 8
+
+
 def _shipped_models():
     from lgn_fpga.models import shipped
 

@@ -143,7 +143,6 @@ def test_same_seed_same_model():
 @pytest.mark.parametrize("name", sorted(shipped()))
 def test_shipped_model_reproduces_its_recorded_accuracy(name):
     from lgn_fpga.cli_train import evaluation
-
     from lgn_fpga.errors import UserError
 
     graph = gg.load(shipped()[name])

@@ -41,7 +41,7 @@ class ConvLogicBlock(nn.Module):
 
     def __init__(self, in_shape, kernels: int, *, field: int = 3, depth: int = 3,
                  pool: bool = True, rng: np.random.Generator, generator: torch.Generator,
-                 residual: bool = True):
+                 residual: bool | float = True):
         super().__init__()
         c, h, w = in_shape
         if h < field or w < field:

@@ -85,12 +85,23 @@ def _split(name, x, y, image_shape=None) -> Dataset:
 
 
 def _digits() -> Dataset:
-    try:
+    """scikit-learn's digits: the file load_digits reads, read directly, because importing
+    sklearn (and scipy behind it) takes seconds and evaluate should not."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("dataset digits needs scikit-learn: pip install scikit-learn")
+    csv = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+    if csv.exists():
+        table = np.loadtxt(csv, delimiter=",")
+        x, y = table[:, :-1], table[:, -1].astype(np.int64)
+    else:  # a layout we do not know: ask sklearn
         from sklearn.datasets import load_digits
-    except ImportError:
-        raise UserError("dataset digits needs scikit-learn: pip install scikit-learn") from None
-    d = load_digits()
-    return _split("digits", d.data, d.target, (8, 8))
+
+        d = load_digits()
+        x, y = d.data, d.target
+    return _split("digits", x, y, (8, 8))
 
 
 def _mnist_5k() -> Dataset:
@@ -175,32 +186,42 @@ def _check_labels(path, y):
         raise UserError(f"{path}: labels y must be non-negative integers")
 
 
-def fit_thermometer(x_train: np.ndarray, thresholds: int, *, shared: bool) -> Thermometer:
+#: how thermometer thresholds are fitted (``fit_thermometer``'s ``how``)
+ENCODINGS = ("foreground", "pooled", "feature")
+
+
+def fit_thermometer(x_train: np.ndarray, thresholds: int, *, how: str) -> Thermometer:
     """Thresholds at quantiles of the training values.
 
-    ``shared`` (images): one set for all pixels, fitted on the pooled values, where a
-    per-pixel quantile is meaningless for border pixels that are always 0 -- and the
-    convolution then sees the same channels everywhere. The first threshold separates the
-    background (the smallest value) from anything else; the rest sit at quantiles of the
-    foreground, not of all pixels, or half of them would be spent inside the background.
-    Otherwise per feature, at plain quantiles.
+    * ``foreground`` (images): one set for all pixels -- a per-pixel quantile is meaningless
+      for border pixels that are always 0, and a convolution then sees the same channels
+      everywhere. The first threshold separates the background (the smallest value) from
+      anything else; the rest sit at quantiles of the foreground values, so none is spent
+      inside the background.
+    * ``pooled``: one set for all features at quantiles of all pooled values, background
+      included: on sparse images this puts several thresholds at the faintest levels (on
+      digits: 0.5, 1.5, 2.5, 3.5 of 16), where stroke edges are.
+    * ``feature``: per feature, at plain quantiles (tabular data).
 
     Thresholds sit halfway between neighbouring distinct values, so integer data is encoded
     the same after any float round trip.
     """
     x = np.asarray(x_train, dtype=np.float64)
-    if shared:
-        pooled = x.reshape(-1)
+    if how == "feature":
+        wanted = (np.arange(thresholds) + 1) / (thresholds + 1)
+        return Thermometer(np.asarray([_quantile_thresholds(x[:, f], wanted)
+                                       for f in range(x.shape[1])]))
+    pooled = x.reshape(-1)
+    if how == "foreground":
         background = pooled.min()
-        foreground = pooled[pooled > background]
         # the background counted once: quantile 0 is the background/foreground cut
-        values = np.concatenate([[background], foreground])
-        wanted = np.arange(thresholds) / thresholds
-        row = _quantile_thresholds(values, wanted)
-        return Thermometer(np.repeat(row[None, :], x.shape[1], axis=0))
-    wanted = (np.arange(thresholds) + 1) / (thresholds + 1)
-    return Thermometer(np.asarray([_quantile_thresholds(x[:, f], wanted)
-                                   for f in range(x.shape[1])]))
+        values = np.concatenate([[background], pooled[pooled > background]])
+        row = _quantile_thresholds(values, np.arange(thresholds) / thresholds)
+    elif how == "pooled":
+        row = _quantile_thresholds(pooled, (np.arange(thresholds) + 1) / (thresholds + 1))
+    else:
+        raise ValueError(f"unknown encoding fit {how!r} (known: {', '.join(ENCODINGS)})")
+    return Thermometer(np.repeat(row[None, :], x.shape[1], axis=0))
 
 
 def _quantile_thresholds(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -39,12 +39,13 @@ PASS_A = 3
 RESIDUAL_LOGIT = 5.0
 
 
-def gate_logits(n: int, generator: torch.Generator, residual: bool) -> nn.Parameter:
-    """(n, 16) gate logits: small Gaussian noise, plus :data:`RESIDUAL_LOGIT` on op 'a'
-    when ``residual``."""
+def gate_logits(n: int, generator: torch.Generator, residual: bool | float) -> nn.Parameter:
+    """(n, 16) gate logits: Gaussian noise, plus a bias on op 'a': :data:`RESIDUAL_LOGIT`
+    when ``residual`` is True, none when False, else that many logits."""
     w = torch.randn(n, 16, generator=generator)
-    if residual:
-        w[:, PASS_A] += RESIDUAL_LOGIT
+    bias = RESIDUAL_LOGIT if residual is True else float(residual)
+    if bias:
+        w[:, PASS_A] += bias
     return nn.Parameter(w)
 
 
@@ -78,7 +79,7 @@ class LogicLayer(nn.Module):
     """A layer of ``out_dim`` learnable two-input gates with fixed random wiring."""
 
     def __init__(self, in_dim: int, out_dim: int, *, rng: np.random.Generator,
-                 generator: torch.Generator, residual: bool = False):
+                 generator: torch.Generator, residual: bool | float = False):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         a, b = random_connections(in_dim, out_dim, rng)

@@ -24,6 +24,8 @@ class TrainOptions:
     arch: str = "1000,1000,300"
     epochs: int = 100
     thresholds: int = 3
+    #: how the thresholds are fitted: auto, foreground, pooled, feature (see data.py)
+    encoding: str = "auto"
     tau: float = 10.0
     lr: float = 0.01
     batch_size: int = 128
@@ -32,7 +34,9 @@ class TrainOptions:
     schedule: str = "cosine"
     seed: int = 0
     device: str = "cpu"
-    residual: bool = True
+    #: residual initialization: True = bias op 'a' by RESIDUAL_LOGIT, False = none, a number
+    #: = that bias. Deep or conv stacks need it; wide dense nets learn more logic without.
+    residual: bool | float = True
     #: image datasets: shift each training image by up to this many pixels (0 = off)
     shift: int = 0
     #: add uniform noise in [-jitter, +jitter] to the raw training features before encoding,
@@ -66,8 +70,12 @@ class Result:
     test_accuracy: float  # hardened, through the golden model
 
 
-def encode(data: Dataset, thresholds: int) -> tuple[gg.Thermometer, np.ndarray, np.ndarray]:
-    enc = fit_thermometer(data.x_train, thresholds, shared=data.image_shape is not None)
+def encode(data: Dataset, thresholds: int, how: str = "auto"):
+    """The thermometer fitted on the training split, and both splits' bits. ``auto``:
+    foreground quantiles for images, per-feature quantiles otherwise."""
+    if how == "auto":
+        how = "foreground" if data.image_shape is not None else "feature"
+    enc = fit_thermometer(data.x_train, thresholds, how=how)
     return enc, enc.encode(data.x_train), enc.encode(data.x_test)
 
 
@@ -123,7 +131,7 @@ def train(data: Dataset, options: TrainOptions, *,
 
 def _train(data, options, progress, meta) -> Result:
     device = torch.device(options.device)
-    enc, bits_train, bits_test = encode(data, options.thresholds)
+    enc, bits_train, bits_test = encode(data, options.thresholds, options.encoding)
     image = None
     if data.image_shape is not None:
         image = (*data.image_shape, options.thresholds)

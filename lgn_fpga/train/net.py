@@ -55,7 +55,7 @@ class LogicNet(nn.Module):
     """Input bits (B, inputs) as floats in [0, 1] → class scores (B, classes)."""
 
     def __init__(self, inputs: int, classes: int, arch: str, *, tau: float, seed: int,
-                 image: tuple[int, int, int] | None = None, residual: bool = True):
+                 image: tuple[int, int, int] | None = None, residual: bool | float = True):
         super().__init__()
         self.inputs, self.classes, self.arch, self.tau = inputs, classes, arch, tau
         specs = parse_arch(arch)
