@@ -331,7 +331,9 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
 
     from .core import DEFAULT_PIPELINE, LogicNetCore
 
-    pipeline = opts.pipeline or DEFAULT_PIPELINE
+    at_board_clock = opts.freq_mhz is None or opts.freq_mhz * 1e6 <= profile.clock_hz
+    pipeline = (opts.pipeline or (profile.pipeline if at_board_clock else None)
+                or DEFAULT_PIPELINE)
     score_width = bits_for(graph.group_size)  # as the core computes it
     vectors = 0
     if opts.top == "bist":
@@ -480,8 +482,8 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
             report["status"] = "timing failed"
             raise UserError(
                 f"timing not met on {profile.name}: Fmax {report['timing']['fmax_mhz']} MHz "
-                f"< {target_mhz:g} MHz target; raise --pipeline (fewer gate layers per stage "
-                f"means a shorter path: try --pipeline 1), lower --freq, or pass "
+                f"< {target_mhz:g} MHz target; lower --pipeline (fewer gate layers per "
+                f"stage means a shorter path: try --pipeline 1), lower --freq, or pass "
                 f"--allow-timing-fail; no bitstream written")
         if not met:
             report.setdefault("warnings", []).append(

@@ -39,7 +39,8 @@ def boards_command(as_json):
 @click.option("--top", type=click.Choice(["uart", "bist"]), default="uart", show_default=True,
               help="uart: inference over the serial port; bist: on-chip self test.")
 @click.option("--pipeline", type=click.IntRange(min=1), default=None,
-              help="Gate layers between pipeline registers [default: the core's default].")
+              help="Gate layers between pipeline registers [default: the board profile's "
+                   "value at the board clock, else the core's default, 2].")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: build/<board>].")
 @click.option("--seed", type=int, default=1, show_default=True,

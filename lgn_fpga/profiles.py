@@ -39,6 +39,9 @@ class Profile:
     aliases: tuple[str, ...] = ()
     uart_pins: dict | None = None
     pll_from_pad: bool = False  # iCE40: the clock pin is a PLL pad (SB_PLL40_PAD)
+    #: gate layers per pipeline stage when running at the board clock (no --freq): slow
+    #: board clocks leave timing slack that sparser registers turn into free logic cells.
+    pipeline: int | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -136,6 +139,7 @@ def parse(text: str, where: str) -> Profile:
         aliases=tuple(doc.get("aliases", [])),
         uart_pins=doc.get("uart_pins"),
         pll_from_pad=doc.get("pll", "core") == "pad",
+        pipeline=int(doc["pipeline"]) if "pipeline" in doc else None,
         source=where,
     )
 

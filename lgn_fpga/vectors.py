@@ -64,12 +64,25 @@ class VectorSet:
 def make(graph: GateGraph, count: int = DEFAULT_COUNT, *, seed: int = 0,
          model: str | None = None) -> VectorSet:
     """``count`` vectors for ``graph``: all zeros, all ones, then random vectors of varying
-    density (see :func:`lgn_fpga.simulate.random_bits`), with their golden outputs."""
+    density (see :func:`lgn_fpga.simulate.random_bits`), with their golden outputs.
+
+    For a model with a thermometer encoding every other random vector is instead the
+    encoding of random features (uniform over each feature's threshold range): codes the
+    model sees in use, which reach classes random bits rarely do."""
     from .simulate import random_bits
 
     if count < 1:
         raise UserError(f"a vector set needs at least one vector, got {count}")
     bits = random_bits(graph.inputs, count, seed)
+    if graph.encoding is not None:
+        th = graph.encoding.thresholds
+        low, high = th.min(axis=1), th.max(axis=1)
+        margin = 0.1 * (high - low) + 1e-9
+        rng = np.random.default_rng([seed, 0xE1C])
+        rows = np.arange(3, count, 2)
+        features = rng.uniform(low - margin, high + margin, size=(len(rows), len(low)))
+        encoded = graph.encoding.encode(features)
+        bits[rows] = encoded
     bits[0] = 0
     if count > 1:
         bits[1] = 1

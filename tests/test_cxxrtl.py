@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from lgn_fpga import graph as gg
 from lgn_fpga.cli import main
 from lgn_fpga.core import LogicNetCore
-from lgn_fpga.cxxrtl import build, cache_dir, read_outputs, run_cxxrtl, write_stimulus
+from lgn_fpga.cxxrtl import (
+    build,
+    cache_dir,
+    read_outputs,
+    run_cxxrtl,
+    split_eval,
+    write_stimulus,
+)
 from lgn_fpga.random_model import random_graph
 from lgn_fpga.simulate import make_schedule, random_bits, run_pysim, simulate
 
@@ -107,3 +114,35 @@ def test_stimulus_and_output_files_round_trip(tmp_path):
     parsed = read_outputs(out, 3, 4, 10)   # 3 classes x 4 bits = 12 bits in 2 bytes
     assert parsed.cycles.tolist() == [7] and parsed.classes.tolist() == [1]
     assert parsed.scores.tolist() == [[3, 5, 2]]
+
+
+def test_a_model_split_into_many_eval_parts_still_matches_golden(monkeypatch):
+    import lgn_fpga.cxxrtl
+
+    monkeypatch.setattr(lgn_fpga.cxxrtl, "SPLIT_STATEMENTS", 10)
+    g = random_graph(30, 4, 60, 3, seed=8)
+    result = simulate(g, random_bits(30, 300, seed=8), engine="cxxrtl", gap_rate=0.3)
+    assert result.passed, result.mismatch
+
+
+def test_split_eval_moves_locals_to_members_and_calls_parts_in_order():
+    source = (
+        "struct p_top : public module {\n\tvalue<1> p_a;\n}; // struct p_top\n"
+        "bool p_top::eval(performer *performer) {\n"
+        "\tbool converged = true;\n"
+        "\tbool posedge_p_clk = this->posedge_p_clk();\n"
+        "\tvalue<1> i_x;\n"
+        "\ti_x = p_a;\n"
+        "\tif (posedge_p_clk) {\n\t\tp_a = i_x;\n\t}\n"
+        "\tp_b = value<1>{0u};\n"
+        "\treturn converged;\n}\n"
+    )
+    split = split_eval(source, statements=2)
+    assert "\tvalue<1> i_x;\n" in split.split("}; // struct p_top")[0]   # now a member
+    assert split.count("void p_top::eval_part") == 2
+    eval_body = split[split.index("bool p_top::eval("):]
+    assert eval_body.index("eval_part0(") < eval_body.index("eval_part1(")
+    # The `if` block stays whole inside one part.
+    part0 = split[split.index("void p_top::eval_part0"):split.index("void p_top::eval_part1")]
+    assert "if (posedge_p_clk) {" in part0 and "p_a = i_x;" in part0
+    assert split_eval("not cxxrtl output") == "not cxxrtl output"

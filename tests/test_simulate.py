@@ -205,3 +205,15 @@ def test_every_shipped_model_matches_its_golden_vector_set(name, path):
         pytest.skip(f"no sim/{name}.vectors.npz yet")
     g = gg.load(path)
     vectors.check(vectors.for_model(name, g), g)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,path", _shipped_models() or [pytest.param(
+    None, None, marks=pytest.mark.skip(reason="no shipped models yet"))])
+def test_every_shipped_model_core_reproduces_its_vector_set_in_pysim(name, path):
+    if not vectors.shipped_path(name).exists():
+        pytest.skip(f"no sim/{name}.vectors.npz yet")
+    g = gg.load(path)
+    vs = vectors.for_model(name, g)
+    result = simulate(g, vs.bits[:64], gap_rate=0.25)
+    assert result.passed, result.mismatch
