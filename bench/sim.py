@@ -30,8 +30,8 @@ from lgn_fpga.simulate import check, make_schedule, random_bits, run_pysim
 
 NETS = {
     # name: (inputs, layers, width, classes), pysim vectors, cxxrtl vectors
-    "2k": ((256, 8, 256, 8), 400, 200_000),
-    "20k": ((784, 10, 2000, 10), 40, 50_000),
+    "2k": ((256, 8, 256, 8), 1000, 200_000),
+    "20k": ((784, 10, 2000, 10), 200, 50_000),
 }
 GOLDEN_VECTORS = 200_000
 

@@ -59,7 +59,13 @@ def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, n
     Exits 0 when every output matches, 1 at a mismatch (the first failing vector is shown
     with its expected and actual scores)."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from .simulate import random_bits
     from .simulate import simulate as run_simulation
@@ -76,8 +82,8 @@ def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, n
     else:
         bits = random_bits(graph.inputs, count, seed)
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} cycles"), TimeRemainingColumn(),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("cycles"), TimeRemainingColumn(),
                   console=console, transient=True,
                   disable=as_json or not console.is_terminal) as progress:
         task = progress.add_task(f"{engine}", total=None)

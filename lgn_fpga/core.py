@@ -17,7 +17,8 @@ the critical path in earlier measurements); only the valid pipe resets.
 Every gate layer is one named Signal (``layer0``, ``layer1``, ...; its register, where it
 has one, is ``layerN_q``) driven by a single ``Cat`` of per-gate expressions: one
 assignment per layer converts to RTLIL about 4x faster than one per bit, and keeps every
-expression shallow however deep the net is.
+expression shallow however deep the net is. The ``Cat`` is nested in chunks of
+:data:`CAT_CHUNK` so Amaranth's simulator copes with layers of any width.
 """
 
 from __future__ import annotations
@@ -79,6 +80,19 @@ def gate_expression(op: int, a, b):
     raise ValueError(f"op {op} is not in 0..15")
 
 
+#: most operands in one Cat: Amaranth's Python simulator compiles a Cat into one flat chain
+#: of ``|``, which overflows Python's compiler recursion limit beyond a few thousand operands.
+CAT_CHUNK = 256
+
+
+def _wide_cat(parts: list):
+    """``Cat(*parts)``, nested in chunks of :data:`CAT_CHUNK` (the same bits, the same single
+    assignment in RTLIL) so any layer width simulates."""
+    if len(parts) <= CAT_CHUNK:
+        return Cat(*parts)
+    return Cat(*(Cat(*parts[i:i + CAT_CHUNK]) for i in range(0, len(parts), CAT_CHUNK)))
+
+
 class LogicNetCore(wiring.Component):
     """The gate network plus class head, one input per cycle, ``latency`` cycles deep.
 
@@ -99,7 +113,7 @@ class LogicNetCore(wiring.Component):
         the clock edge that ends it) comes out in cycle ``t + latency``: ``out_valid = 1``
         with its class and scores. Equals the number of registers on the valid pipe.
     score_width : int
-        ``bits_for(k)``, k = bits per class.
+        ``bits_for(bits per class)``: the width of one score.
     """
 
     def __init__(self, graph: GateGraph, *, pipeline: int = DEFAULT_PIPELINE,
@@ -115,6 +129,7 @@ class LogicNetCore(wiring.Component):
         self.popcount_latency = popcount_latency(graph.group_size, head_levels_per_stage)
         self.argmax_latency = argmax_latency(graph.classes, head_levels_per_stage)
         self.latency = self.gate_latency + self.popcount_latency + self.argmax_latency
+        self.layer_signals: list[Signal] = []  # filled by elaborate()
         super().__init__({
             "in_bits": In(graph.inputs),
             "in_valid": In(1),
@@ -126,6 +141,10 @@ class LogicNetCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         graph = self.graph
+        # The gate layers' Signals, for testbenches that look inside (see
+        # lgn_fpga.simulate.locate_mismatch). Layer n holds the result for an input
+        # presented in cycle t during cycle t + n // pipeline.
+        self.layer_signals = []
 
         # -- gate layers ----------------------------------------------------------------
         previous = self.in_bits
@@ -134,7 +153,8 @@ class LogicNetCore(wiring.Component):
             gates = [gate_expression(op, bits[a], bits[b])
                      for a, b, op in zip(layer.a.tolist(), layer.b.tolist(), layer.op.tolist())]
             comb = Signal(len(layer), name=f"layer{n}")
-            m.d.comb += comb.eq(Cat(*gates))
+            m.d.comb += comb.eq(_wide_cat(gates))
+            self.layer_signals.append(comb)
             if (n + 1) % self.pipeline == 0 or n == graph.depth - 1:
                 reg = Signal(len(layer), name=f"layer{n}_q", reset_less=True)
                 m.d.sync += reg.eq(comb)

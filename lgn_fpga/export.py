@@ -48,7 +48,10 @@ def header(core: LogicNetCore, fmt: str, *, name: str, model_sha256: str,
 
 def export(graph: GateGraph, fmt: str, *, pipeline: int = DEFAULT_PIPELINE,
            name: str = "lgn_core", optimize: bool = True, source: str | None = None) -> str:
-    """The core for ``graph`` (optimized unless told not to) as Verilog or RTLIL text."""
+    """The core for ``graph`` (optimized unless told not to) as Verilog or RTLIL text.
+
+    Without ``src`` attributes (they would name this machine's paths), so the same model
+    and options give the same file anywhere."""
     from .simulate import design_graph
 
     if fmt not in FORMATS:
@@ -61,11 +64,11 @@ def export(graph: GateGraph, fmt: str, *, pipeline: int = DEFAULT_PIPELINE,
         from .toolchain import use_yowasp
 
         use_yowasp()
-        text = verilog.convert(core, name=name)
+        text = verilog.convert(core, name=name, emit_src=False)
     else:
         from amaranth.back import rtlil
 
-        text = rtlil.convert(core, name=name)
+        text = rtlil.convert(core, name=name, emit_src=False)
     return header(core, fmt, name=name, model_sha256=graph.sha256(), source=source) + text
 
 

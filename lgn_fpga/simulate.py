@@ -14,6 +14,7 @@ compiled CXXRTL model (``cxxrtl``, :mod:`lgn_fpga.cxxrtl`). Both hand back
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -57,12 +58,15 @@ class Mismatch:
     actual_scores: list[int] | None = None
     expected_class: int | None = None
     actual_class: int | None = None
+    where: str | None = None    # what locate_mismatch found
 
     def describe(self) -> str:
         text = f"vector {self.vector}: {self.reason}" if self.vector >= 0 else self.reason
         if self.expected_scores is not None:
             text += (f"\n  expected class {self.expected_class} scores {self.expected_scores}"
                      f"\n  actual   class {self.actual_class} scores {self.actual_scores}")
+        if self.where:
+            text += f"\n  where: {self.where}"
         return text
 
 
@@ -98,6 +102,7 @@ class SimResult:
                 "vector": m.vector, "reason": m.reason,
                 "expected_scores": m.expected_scores, "actual_scores": m.actual_scores,
                 "expected_class": m.expected_class, "actual_class": m.actual_class,
+                "where": m.where,
             }
         return out
 
@@ -239,6 +244,64 @@ def run_pysim(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *,
     )
 
 
+# -- locating a mismatch ------------------------------------------------------------------
+
+#: nets larger than this are not re-simulated in pysim to locate a mismatch (too slow).
+LOCATE_MAX_GATES = 20_000
+
+
+def layer_values(core: LogicNetCore, row: np.ndarray) -> list[np.ndarray]:
+    """Every gate layer's bits for input ``row``, read from inside ``core`` in pysim."""
+    from amaranth.sim import Simulator
+
+    graph = core.graph
+    [packed] = pack_rows(row[None, :])
+    seen: dict[int, int] = {}
+
+    async def testbench(ctx):
+        ctx.set(core.in_bits, packed)
+        ctx.set(core.in_valid, 1)
+        for cycle in range(core.gate_latency):
+            for n, signal in enumerate(core.layer_signals):
+                if n // core.pipeline == cycle:
+                    seen[n] = ctx.get(signal)
+            await ctx.tick()
+            ctx.set(core.in_valid, 0)
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return [np.array([(seen[n] >> i) & 1 for i in range(width)], dtype=np.uint8)
+            for n, width in enumerate(graph.widths)]
+
+
+def locate_mismatch(model: GateGraph, net: GateGraph, pipeline: int, row: np.ndarray) -> str:
+    """Why the core disagrees with the model on input ``row``: the built net itself differs
+    (optimizer or injected fault), or the first gate whose hardware value differs from the
+    net's golden value, or (every layer right) the class head."""
+    want = golden.predict(model, row[None, :])
+    built = golden.predict(net, row[None, :])
+    if not np.array_equal(want.scores, built.scores):
+        return (f"the net as built (optimized and/or with an injected fault) already computes "
+                f"scores {built.scores[0].tolist()} in the golden model: the netlist, not the "
+                f"hardware, differs from the model")
+    if net.gates > LOCATE_MAX_GATES:
+        return f"not located (the net has {net.gates} gates; re-run with a smaller net)"
+    expected_layers = golden.GoldenModel(net).layer_bits(row[None, :])
+    actual_layers = layer_values(LogicNetCore(net, pipeline=pipeline), row)
+    for n, (exp, act) in enumerate(zip(expected_layers, actual_layers)):
+        bad = np.flatnonzero(exp[0] != act)
+        if bad.size:
+            g = int(bad[0])
+            layer = net.layers[n]
+            return (f"layer {n} gate {g} (op {int(layer.op[g])}, inputs {int(layer.a[g])} and "
+                    f"{int(layer.b[g])} of the previous layer) is {int(act[g])} in hardware, "
+                    f"{int(exp[0][g])} in the golden model ({bad.size} gates of the layer "
+                    f"differ)")
+    return "every gate layer matches the golden model: the class head (popcount/argmax) is wrong"
+
+
 # -- checking -----------------------------------------------------------------------------
 
 
@@ -284,6 +347,8 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
         raise UserError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
     if vcd is not None and engine != "pysim":
         raise UserError("--vcd needs the pysim engine")
+    if vcd is not None and not Path(vcd).resolve().parent.is_dir():
+        raise UserError(f"{vcd}: folder {Path(vcd).parent} does not exist")
     bits = golden._check_bits(bits, graph.inputs)
     if len(bits) == 0:
         raise UserError("no input vectors to simulate")
@@ -302,5 +367,8 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
         outputs = run_cxxrtl(core, bits, schedule, seed=seed, status=status, info=extra)
         seconds = extra["run_seconds"]  # the simulation itself; build time is reported apart
     mismatch, measured = check(expected, schedule, outputs, core.latency)
+    if mismatch is not None and mismatch.expected_scores is not None:
+        where = locate_mismatch(graph, net, pipeline, bits[mismatch.vector])
+        mismatch = dataclasses.replace(mismatch, where=where)
     return SimResult(engine, len(bits), outputs.total_cycles, core.latency, measured,
                      seconds, mismatch, extra)

@@ -68,3 +68,10 @@ def test_export_to_a_missing_folder_is_a_user_error_and_writes_nothing(model_fil
     assert result.exit_code == 2
     assert "does not exist" in result.output
     assert not (tmp_path / "no").exists()
+
+
+def test_export_is_reproducible_and_names_no_local_paths():
+    g = random_graph(16, 4, 40, 4, seed=7)
+    first = export(g, "verilog", pipeline=3)
+    assert first == export(g, "verilog", pipeline=3)
+    assert "/lgn_fpga/" not in first and "site-packages" not in first

@@ -217,3 +217,30 @@ def test_every_shipped_model_core_reproduces_its_vector_set_in_pysim(name, path)
     vs = vectors.for_model(name, g)
     result = simulate(g, vs.bits[:64], gap_rate=0.25)
     assert result.passed, result.mismatch
+
+
+def test_a_fault_in_the_netlist_is_blamed_on_the_netlist_not_the_hardware():
+    g = random_graph(8, 3, 16, 2, seed=1)
+    result = simulate(g, random_bits(8, 4, 0), fault=(2, 0))
+    assert not result.passed
+    assert "the netlist, not the hardware" in result.mismatch.where
+
+
+def test_a_wrong_gate_in_the_hardware_is_located_to_its_layer_and_gate(monkeypatch):
+    import lgn_fpga.core as core_module
+    from lgn_fpga import ops
+
+    right = core_module.gate_expression
+
+    def xor_built_as_xnor(op, a, b):
+        return ~(a ^ b) if op == ops.XOR else right(op, a, b)
+
+    monkeypatch.setattr(core_module, "gate_expression", xor_built_as_xnor)
+    a = np.array([0, 1, 2, 0])
+    b = np.array([1, 2, 3, 3])
+    op = np.array([ops.AND, ops.OR, ops.XOR, ops.A])
+    g = gg.make(4, [(a, b, op), (np.arange(4), np.arange(4), np.full(4, ops.A))], 2)
+    result = simulate(g, np.array([[1, 0, 1, 1]], dtype=np.uint8), optimize=False,
+                      pipeline=1)
+    assert not result.passed
+    assert result.mismatch.where.startswith("layer 0 gate 2 (op 6")
