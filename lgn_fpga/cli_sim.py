@@ -39,9 +39,13 @@ def _parse_fault(text: str | None) -> tuple[int, int] | None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random vectors and of the idle-cycle schedule.")
 @pipeline_option
-@click.option("--engine", type=click.Choice(["pysim", "cxxrtl"]), default="pysim",
+@click.option("--engine", type=click.Choice(["pysim", "cxxrtl", "verilog", "netlist"]),
+              default="pysim",
               show_default=True,
-              help="Amaranth's Python simulator, or a compiled CXXRTL model (fast; needs g++).")
+              help="pysim: Amaranth's Python simulator; cxxrtl: the RTL compiled with CXXRTL "
+                   "(fast; needs g++); verilog: the Verilog that `export` writes, read back "
+                   "by Yosys and compiled the same way; netlist: the core after Yosys's iCE40 "
+                   "synthesis, its LUT4/carry/FF cells simulated with Yosys's cell models.")
 @click.option("--gap-rate", type=click.FloatRange(0, 1, max_open=True), default=0.25,
               show_default=True, help="Chance of an idle cycle (in_valid = 0) before a vector.")
 @click.option("--vcd", type=click.Path(dir_okay=False), metavar="OUT.vcd",

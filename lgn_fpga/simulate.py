@@ -33,7 +33,7 @@ __all__ = [
     "make_schedule", "random_bits", "run_pysim", "simulate",
 ]
 
-ENGINES = ("pysim", "cxxrtl")
+ENGINES = ("pysim", "cxxrtl", "verilog", "netlist")
 
 #: cycles the testbench keeps clocking after the last input, beyond the declared latency,
 #: so a core slower than it claims is caught as "late" rather than "missing".
@@ -364,7 +364,9 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
     else:
         from .cxxrtl import run_cxxrtl
 
-        outputs = run_cxxrtl(core, bits, schedule, seed=seed, status=status, info=extra)
+        source = {"cxxrtl": "rtl"}.get(engine, engine)
+        outputs = run_cxxrtl(core, bits, schedule, seed=seed, source=source, status=status,
+                             info=extra)
         seconds = extra["run_seconds"]  # the simulation itself; build time is reported apart
     mismatch, measured = check(expected, schedule, outputs, core.latency)
     if mismatch is not None and mismatch.expected_scores is not None:

@@ -146,3 +146,48 @@ def test_split_eval_moves_locals_to_members_and_calls_parts_in_order():
     part0 = split[split.index("void p_top::eval_part0"):split.index("void p_top::eval_part1")]
     assert "if (posedge_p_clk) {" in part0 and "p_a = i_x;" in part0
     assert split_eval("not cxxrtl output") == "not cxxrtl output"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", [1, 3])
+def test_synthesized_ice40_netlist_matches_golden(pipeline):
+    """The netlist engine: the core after Yosys's iCE40 synthesis (LUT4, carry and FF cells,
+    simulated with Yosys's own cell models) gives the golden scores and classes."""
+    g = random_graph(inputs=14, layers=4, width=40, classes=4, seed=20 + pipeline)
+    result = simulate(g, random_bits(g.inputs, 300, seed=pipeline), pipeline=pipeline,
+                      engine="netlist", gap_rate=0.3, seed=pipeline)
+    assert result.mismatch is None
+    assert result.latency_measured == result.latency_declared
+
+
+@pytest.mark.slow
+def test_a_corrupted_gate_makes_the_netlist_engine_exit_1(tmp_path):
+    path = tmp_path / "net.json"
+    gg.save(random_graph(**NET), path)
+    result = CliRunner().invoke(main, ["simulate", str(path), "--engine", "netlist",
+                                       "--vectors", "50", "--fault", "2:0", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["mismatch"]["vector"] == 0
+
+
+def test_exported_verilog_read_back_by_yosys_matches_golden():
+    """The verilog engine compiles the Verilog `lgn-fpga export` writes (through Yosys's
+    Verilog frontend, not Amaranth's RTLIL), so the exported file itself is checked."""
+    g = random_graph(inputs=10, layers=3, width=24, classes=3, seed=31)
+    result = simulate(g, random_bits(g.inputs, 200, seed=3), pipeline=2, engine="verilog",
+                      gap_rate=0.3, seed=3)
+    assert result.mismatch is None
+    assert result.latency_measured == result.latency_declared
+
+
+@pytest.mark.slow
+def test_shipped_digits_model_synthesized_for_ice40_reproduces_its_vector_set():
+    """The default model, as Yosys synthesizes it for the iCEBreaker, replays its golden
+    vector set from sim/ bit for bit."""
+    from lgn_fpga import vectors
+    from lgn_fpga.cliutil import load_model
+
+    graph = load_model("digits")
+    vset = vectors.for_model("digits", graph)
+    result = simulate(graph, vset.bits, pipeline=4, engine="netlist", seed=0)
+    assert result.mismatch is None
