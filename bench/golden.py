@@ -42,9 +42,9 @@ def main():
         model = golden.GoldenModel(g)
         # correctness first: the figures mean nothing if the engines disagree
         assert np.array_equal(model.predict(small).scores, golden.naive_predict(g, small).scores)
-        naive_rate, naive_t = rate(lambda: golden.naive_predict(g, small), g.gates,
+        naive_rate, naive_t = rate(lambda g=g, s=small: golden.naive_predict(g, s), g.gates,
                                    len(small), repeats=1)
-        fast_rate, fast_t = rate(lambda: model.predict(bits), g.gates, len(bits))
+        fast_rate, fast_t = rate(lambda m=model, b=bits: m.predict(b), g.gates, len(bits))
         print(f"{name:>10} {'naive':>8} {len(small):>8} {naive_t:>8.3f} {naive_rate:>13.3g} "
               f"{1:>9.0f}x")
         print(f"{name:>10} {'golden':>8} {len(bits):>8} {fast_t:>8.3f} {fast_rate:>13.3g} "

@@ -249,3 +249,21 @@ def test_bist_vectors_come_from_a_given_set_checked_against_the_model(small_mode
     made, source = _bist_vectors(BuildOptions(board="icebreaker", model=str(small_model),
                                               seed=4), graph, 8)
     assert len(made) == 8 and source == "made with seed 4"
+
+
+@pytest.mark.slow
+def test_readme_main_command_builds_the_shipped_digits_model_within_70_percent(tmp_path):
+    """`lgn-fpga build --board icebreaker` (the README's main job): the default model, with
+    the UART top, fits the UP5K with room to spare and meets the board clock."""
+    out = tmp_path / "icebreaker"
+    result = CliRunner().invoke(main, ["build", "--board", "icebreaker", "--out", str(out),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    _check_report(report, out, "icebreaker")
+    from lgn_fpga.cliutil import load_model
+
+    assert report["model"]["sha256"] == load_model("digits").sha256()
+    util = report["utilization"]
+    assert util["luts"]["used"] <= 0.70 * util["luts"]["available"]
+    assert util["logic_cells"]["used"] <= 0.70 * util["logic_cells"]["available"]
