@@ -1,6 +1,9 @@
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from lgn_fpga import graph as gg
+from lgn_fpga.cli import main
 from lgn_fpga.random_model import random_graph
 
 
@@ -12,3 +15,16 @@ def small_graph():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """A small random net saved as JSON."""
+    path = tmp_path / "net.json"
+    gg.save(random_graph(16, 4, 40, 4, seed=7), path)
+    return path
+
+
+def invoke(*args):
+    """Run the CLI in-process; exceptions propagate so a traceback fails the test loudly."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

@@ -2,25 +2,12 @@
 
 import re
 
-import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 from lgn_fpga import graph as gg
-from lgn_fpga.cli import main
 from lgn_fpga.core import LogicNetCore
 from lgn_fpga.export import export
 from lgn_fpga.random_model import random_graph
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    path = tmp_path / "net.json"
-    gg.save(random_graph(16, 4, 40, 4, seed=7), path)
-    return path
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_verilog_export_has_the_module_ports_and_a_header_with_latency(model_file, tmp_path):

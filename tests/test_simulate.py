@@ -4,27 +4,14 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lgn_fpga import golden, vectors
 from lgn_fpga import graph as gg
-from lgn_fpga.cli import main
 from lgn_fpga.random_model import random_graph
 from lgn_fpga.simulate import Outputs, check, corrupt, make_schedule, random_bits, simulate
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    path = tmp_path / "net.json"
-    gg.save(random_graph(16, 4, 40, 4, seed=7), path)
-    return path
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
 
 # -- the command ---------------------------------------------------------------------------
 
