@@ -20,6 +20,7 @@ from amaranth.hdl import (
     Elaboratable,
     Instance,
     Module,
+    ResetSignal,
     Signal,
     Value,
 )
@@ -338,9 +339,11 @@ def ecp5_pll_params(f_in: float, f_out: float) -> dict:
 
 
 class PLLDomain(Elaboratable):
-    """Makes ``sync`` from the board clock through the family's PLL, held in reset until the
+    """Drives ``sync`` from the board clock through the family's PLL, held in reset until the
     PLL locks and then for ``hold`` more clocks (iCE40 BRAMs read zero for ~3 us after
-    configuration, so the hold covers that too)."""
+    configuration, so the hold covers that too). The ``sync`` domain itself is defined by
+    the parent (:class:`BoardTop`): Amaranth 0.6 drops domains used above where they are
+    defined."""
 
     def __init__(self, family: str, clk_in, f_in: float, f_out: float, *,
                  ice40_from_pad: bool = False):
@@ -355,7 +358,6 @@ class PLLDomain(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = sync = ClockDomain("sync")
         pll_clk = Signal()
         locked = Signal()
         q = self.params
@@ -394,7 +396,7 @@ class PLLDomain(Elaboratable):
             m.d.por += hold.eq(0)
         with m.Elif(hold != limit):
             m.d.por += hold.eq(hold + 1)
-        m.d.comb += sync.rst.eq(hold != limit)
+        m.d.comb += ResetSignal("sync").eq(hold != limit)
         return m
 
 
@@ -419,6 +421,7 @@ class BoardTop(Elaboratable):
             else:
                 m.submodules.clk_buf = clk_buf = io.Buffer("i", clk)
                 self.pll.clk_in = clk_buf.i
+            m.domains.sync = ClockDomain("sync")
             m.submodules.pll = self.pll
 
         uart = platform.request(*self.profile.uart, dir="-")
