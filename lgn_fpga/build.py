@@ -10,11 +10,13 @@ statistics, placement utilization and Fmax from nextpnr's ``--report`` JSON.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -284,6 +286,22 @@ def _bist_vectors(opts: BuildOptions, graph: GateGraph, count: int):
     return vset, source
 
 
+def _run_stage(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """Run one stage's shell lines in a process group of their own, so an interrupted build
+    (Ctrl-C, or `kill`, which the CLI turns into the same) stops the tool itself and not
+    only the shell that started it."""
+    proc = subprocess.Popen(["sh", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def _abc9_crashed(log: Path) -> bool:
     if not log.exists():
         return False
@@ -433,8 +451,7 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         for name, cmd in commands:
             t = time.monotonic()
             stage(name, "start")
-            proc = subprocess.run(["sh", "-c", preamble + "\n" + cmd], cwd=tmp, env=env,
-                                  capture_output=True, text=True)
+            proc = _run_stage(preamble + "\n" + cmd, tmp, env)
             if proc.returncode != 0 and name == "synth" and _abc9_crashed(tmp / "top.rpt"):
                 # Yosys 0.70's ABC9 step trips internal assertions on some designs
                 # (ABC_OPS_REINTEGRATE), and synth_ecp5 has no switch to avoid ABC9: run the
@@ -446,8 +463,7 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
                 report.setdefault("warnings", []).append(
                     "Yosys ABC9 crashed on this design; LUTs mapped with classic ABC instead")
                 stage("Yosys ABC9 crashed; retrying synth with classic ABC", "note", None)
-                proc = subprocess.run(["sh", "-c", preamble + "\n" + cmd], cwd=tmp, env=env,
-                                      capture_output=True, text=True)
+                proc = _run_stage(preamble + "\n" + cmd, tmp, env)
             times[name] = time.monotonic() - t
             if proc.returncode != 0:
                 detail = _tail(logs_of[name]) if name in logs_of else ""

@@ -4,6 +4,7 @@ foundation commands (info, predict, random-model, optimize)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -12,10 +13,17 @@ from .cliutil import echo_json, load_array, load_model, model_argument, save_arr
 from .errors import UserError
 
 
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class _Main(click.Group):
     """Turns UserError into one line on stderr and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx):
+        # `kill` (SIGTERM) cleans up like Ctrl-C: a build removes its temporary folder and
+        # marks its report interrupted instead of vanishing mid-write.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             return super().invoke(ctx)
         except UserError as e:
