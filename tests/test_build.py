@@ -267,3 +267,44 @@ def test_readme_main_command_builds_the_shipped_digits_model_within_70_percent(t
     util = report["utilization"]
     assert util["luts"]["used"] <= 0.70 * util["luts"]["available"]
     assert util["logic_cells"]["used"] <= 0.70 * util["logic_cells"]["available"]
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Pids whose working directory is inside ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(str(folder)):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
+def test_killing_a_build_stops_its_tools_and_leaves_no_bitstream(small_model, tmp_path):
+    """`kill` on `lgn-fpga build` (SIGTERM) cleans up like Ctrl-C: the running tool goes
+    too, no temporary folder or bitstream stays, the report says interrupted."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    build = subprocess.Popen([sys.executable, "-m", "lgn_fpga.cli", "build", "--board",
+                              "ulx3s-85f", "--model", str(small_model), "--out", str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not [p for p in _processes_in(out) if p != build.pid]:  # wait for a tool to run
+        assert build.poll() is None, "the build ended before a tool started"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    build.send_signal(signal.SIGTERM)
+    assert build.wait(timeout=60) != 0
+    time.sleep(0.5)
+    assert _processes_in(out) == []
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
