@@ -22,8 +22,8 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from lgn_fpga.core import LogicNetCore
-from lgn_fpga.random_model import random_graph
+from lgn_fpga.gateware.core import LogicNetCore
+from lgn_fpga.net.random_nets import random_graph
 
 
 class Harness(wiring.Component):

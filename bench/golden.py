@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from lgn_fpga import golden
-from lgn_fpga.random_model import random_graph
+from lgn_fpga.net import golden
+from lgn_fpga.net.random_nets import random_graph
 
 NETS = {  # name: (inputs, layers, width, classes)
     "2k gates": (256, 4, 500, 10),

@@ -23,10 +23,10 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from lgn_fpga import golden
-from lgn_fpga.core import LogicNetCore
-from lgn_fpga.random_model import random_graph
-from lgn_fpga.simulate import check, make_schedule, random_bits, run_pysim
+from lgn_fpga.gateware.core import LogicNetCore
+from lgn_fpga.net import golden
+from lgn_fpga.net.random_nets import random_graph
+from lgn_fpga.verify.simulate import check, make_schedule, random_bits, run_pysim
 
 NETS = {
     # name: (inputs, layers, width, classes), pysim vectors, cxxrtl vectors
@@ -61,7 +61,7 @@ def bench_net(name, shape, pysim_vectors, cxxrtl_vectors, console):
     assert mismatch is None, mismatch
     rows.append(("pysim", setup, pysim_vectors, pysim_vectors / max(1e-9, seconds - setup)))
 
-    from lgn_fpga.cxxrtl import run_cxxrtl
+    from lgn_fpga.verify.cxxrtl import run_cxxrtl
 
     bits = random_bits(graph.inputs, cxxrtl_vectors, seed=3)
     schedule = make_schedule(cxxrtl_vectors, gap_rate=0.0, seed=3)

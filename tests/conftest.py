@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lgn_fpga import graph as gg
 from lgn_fpga.cli import main
-from lgn_fpga.random_model import random_graph
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.random_nets import random_graph
 
 
 @pytest.fixture

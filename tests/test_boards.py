@@ -6,9 +6,9 @@ import pytest
 from amaranth.hdl import Module
 from click.testing import CliRunner
 
-from lgn_fpga import profiles
 from lgn_fpga.cli import main
 from lgn_fpga.errors import UserError
+from lgn_fpga.flow import profiles
 
 ALL = sorted(profiles.profiles())
 

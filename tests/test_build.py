@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lgn_fpga import graph as gg
-from lgn_fpga import profiles
-from lgn_fpga.build import BuildOptions, build, parse_yosys_stats, script_stages
 from lgn_fpga.cli import main
 from lgn_fpga.errors import UserError
-from lgn_fpga.random_model import random_graph
+from lgn_fpga.flow import profiles
+from lgn_fpga.flow.build import BuildOptions, build, parse_yosys_stats, script_stages
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.random_nets import random_graph
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +194,9 @@ def test_classic_abc_fallback_scripts_synthesize(board, small_model, tmp_path):
     import re
     import subprocess
 
-    from lgn_fpga.build import ABC_FALLBACK, parse_yosys_stats, tool_env
-    from lgn_fpga.tops import BoardTop, UartTop
+    from lgn_fpga.flow.build import parse_yosys_stats
+    from lgn_fpga.flow.toolchain import ABC_FALLBACK, tool_env
+    from lgn_fpga.gateware.tops import BoardTop, UartTop
 
     profile = profiles.get(board)
     top = UartTop(gg.load(small_model), divisor=104)
@@ -216,7 +217,7 @@ def test_classic_abc_fallback_scripts_synthesize(board, small_model, tmp_path):
 def test_fmax_below_the_target_fails_the_build_unless_allowed(small_model, tmp_path,
                                                                monkeypatch):
     # The tools run for real; only nextpnr's Fmax is read as 5 MHz, below the 12 MHz clock.
-    import lgn_fpga.build as b
+    import lgn_fpga.flow.build as b
 
     real_fmax = b.fmax
     monkeypatch.setattr(b, "fmax", lambda pnr: (5.0, real_fmax(pnr)[1]))
@@ -233,8 +234,8 @@ def test_fmax_below_the_target_fails_the_build_unless_allowed(small_model, tmp_p
 
 
 def test_bist_vectors_come_from_a_given_set_checked_against_the_model(small_model, tmp_path):
-    from lgn_fpga import vectors as vec
-    from lgn_fpga.build import _bist_vectors
+    from lgn_fpga.flow.build import _bist_vectors
+    from lgn_fpga.net import vectors as vec
 
     graph = gg.load(small_model)
     vec.save(vec.make(graph, 40, seed=9), tmp_path / "set.npz")
@@ -261,7 +262,7 @@ def test_readme_main_command_builds_the_shipped_digits_model_within_70_percent(t
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     _check_report(report, out, "icebreaker")
-    from lgn_fpga.cliutil import load_model
+    from lgn_fpga.cli.util import load_model
 
     assert report["model"]["sha256"] == load_model("digits").sha256()
     util = report["utilization"]

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from lgn_fpga import golden
-from lgn_fpga import graph as gg
+from lgn_fpga.net import golden
+from lgn_fpga.net import graph as gg
 
 
 def lgn(*args, cwd=None):

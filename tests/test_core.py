@@ -11,12 +11,12 @@ from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lgn_fpga import golden
-from lgn_fpga import graph as gg
-from lgn_fpga.core import LogicNetCore, gate_stages
-from lgn_fpga.head import ArgMax, Popcount
-from lgn_fpga.random_model import random_graph
-from lgn_fpga.simulate import make_schedule, random_bits, run_pysim
+from lgn_fpga.gateware.core import LogicNetCore, gate_stages
+from lgn_fpga.gateware.head import ArgMax, Popcount
+from lgn_fpga.net import golden
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.random_nets import random_graph
+from lgn_fpga.verify.simulate import make_schedule, random_bits, run_pysim
 
 small_nets = st.builds(
     random_graph,

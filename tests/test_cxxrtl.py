@@ -9,10 +9,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lgn_fpga import graph as gg
 from lgn_fpga.cli import main
-from lgn_fpga.core import LogicNetCore
-from lgn_fpga.cxxrtl import (
+from lgn_fpga.gateware.core import LogicNetCore
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.random_nets import random_graph
+from lgn_fpga.verify.cxxrtl import (
     build,
     cache_dir,
     read_outputs,
@@ -20,8 +21,7 @@ from lgn_fpga.cxxrtl import (
     split_eval,
     write_stimulus,
 )
-from lgn_fpga.random_model import random_graph
-from lgn_fpga.simulate import make_schedule, random_bits, run_pysim, simulate
+from lgn_fpga.verify.simulate import make_schedule, random_bits, run_pysim, simulate
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
                                 reason="the cxxrtl engine needs a C++ compiler")
@@ -117,9 +117,9 @@ def test_stimulus_and_output_files_round_trip(tmp_path):
 
 
 def test_a_model_split_into_many_eval_parts_still_matches_golden(monkeypatch):
-    import lgn_fpga.cxxrtl
+    import lgn_fpga.verify.cxxrtl
 
-    monkeypatch.setattr(lgn_fpga.cxxrtl, "SPLIT_STATEMENTS", 10)
+    monkeypatch.setattr(lgn_fpga.verify.cxxrtl, "SPLIT_STATEMENTS", 10)
     g = random_graph(30, 4, 60, 3, seed=8)
     result = simulate(g, random_bits(30, 300, seed=8), engine="cxxrtl", gap_rate=0.3)
     assert result.passed, result.mismatch
@@ -184,8 +184,8 @@ def test_exported_verilog_read_back_by_yosys_matches_golden():
 def test_shipped_digits_model_synthesized_for_ice40_reproduces_its_vector_set():
     """The default model, as Yosys synthesizes it for the iCEBreaker, replays its golden
     vector set from sim/ bit for bit."""
-    from lgn_fpga import vectors
-    from lgn_fpga.cliutil import load_model
+    from lgn_fpga.cli.util import load_model
+    from lgn_fpga.net import vectors
 
     graph = load_model("digits")
     vset = vectors.for_model("digits", graph)

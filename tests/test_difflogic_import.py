@@ -13,9 +13,9 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from lgn_fpga import golden  # noqa: E402
-from lgn_fpga import graph as gg  # noqa: E402
 from lgn_fpga.cli import main  # noqa: E402
+from lgn_fpga.net import golden  # noqa: E402
+from lgn_fpga.net import graph as gg  # noqa: E402
 from lgn_fpga.train import difflogic_import as di  # noqa: E402
 
 INPUTS, WIDTHS, CLASSES, TAU = 24, (40, 30, 20), 4, 2.5

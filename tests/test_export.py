@@ -4,10 +4,10 @@ import re
 
 from conftest import invoke
 
-from lgn_fpga import graph as gg
-from lgn_fpga.core import LogicNetCore
-from lgn_fpga.export import export
-from lgn_fpga.random_model import random_graph
+from lgn_fpga.flow.export import export
+from lgn_fpga.gateware.core import LogicNetCore
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.random_nets import random_graph
 
 
 def test_verilog_export_has_the_module_ports_and_a_header_with_latency(model_file, tmp_path):

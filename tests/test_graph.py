@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lgn_fpga import graph as gg
-from lgn_fpga.graph import GraphError
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.graph import GraphError
 
 
 def _doc(**changes):

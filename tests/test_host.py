@@ -1,4 +1,4 @@
-"""The real host runner (lgn_fpga.host, pyserial) against the UART top running in Amaranth's
+"""The real host runner (lgn_fpga.host.runner, pyserial) against the UART top running in Amaranth's
 simulator, joined by a pseudo-terminal: bytes the host writes reach the top's rx pin bit by
 bit; bits from its tx pin come back as bytes. Nothing here agrees with itself: the host only
 sees a serial port, the gateware only sees pin levels."""
@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from lgn_fpga.sim.uart_link import SIM_DIVISOR as DIVISOR
 from lgn_fpga.sim.uart_link import PtyBoard as SimulatedBoard
 
-from lgn_fpga import golden
-from lgn_fpga import graph as gg
 from lgn_fpga import protocol as p
 from lgn_fpga.cli import main
-from lgn_fpga.host import Board, BoardError
-from lgn_fpga.random_model import random_graph
-from lgn_fpga.tops import BistTop, UartTop, expected_words
+from lgn_fpga.gateware.tops import BistTop, UartTop, expected_words
+from lgn_fpga.host.runner import Board, BoardError
+from lgn_fpga.net import golden
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.random_nets import random_graph
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lgn_fpga import golden, ops
-from lgn_fpga import graph as gg
-from lgn_fpga.optimize import optimize
-from lgn_fpga.random_model import random_graph
+from lgn_fpga.net import golden, ops
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.optimize import optimize
+from lgn_fpga.net.random_nets import random_graph
 
 
 @settings(max_examples=60, deadline=None)

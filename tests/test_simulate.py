@@ -8,10 +8,10 @@ from conftest import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lgn_fpga import golden, vectors
-from lgn_fpga import graph as gg
-from lgn_fpga.random_model import random_graph
-from lgn_fpga.simulate import Outputs, check, corrupt, make_schedule, random_bits, simulate
+from lgn_fpga.net import golden, vectors
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.random_nets import random_graph
+from lgn_fpga.verify.simulate import Outputs, check, corrupt, make_schedule, random_bits, simulate
 
 # -- the command ---------------------------------------------------------------------------
 
@@ -214,8 +214,8 @@ def test_a_fault_in_the_netlist_is_blamed_on_the_netlist_not_the_hardware():
 
 
 def test_a_wrong_gate_in_the_hardware_is_located_to_its_layer_and_gate(monkeypatch):
-    import lgn_fpga.core as core_module
-    from lgn_fpga import ops
+    import lgn_fpga.gateware.core as core_module
+    from lgn_fpga.net import ops
 
     right = core_module.gate_expression
 

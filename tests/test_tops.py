@@ -6,10 +6,11 @@ from amaranth.sim import Simulator
 from amaranth.utils import bits_for
 from lgn_fpga.sim.uart_link import SIM_DIVISOR, uart_testbench
 
-from lgn_fpga import golden
 from lgn_fpga import protocol as p
-from lgn_fpga.random_model import random_graph
-from lgn_fpga.tops import BistTop, UartTop, ecp5_pll_params, expected_words, ice40_pll_params
+from lgn_fpga.gateware.pll import ecp5_pll_params, ice40_pll_params
+from lgn_fpga.gateware.tops import BistTop, UartTop, expected_words
+from lgn_fpga.net import golden
+from lgn_fpga.net.random_nets import random_graph
 
 DIVISOR = SIM_DIVISOR
 

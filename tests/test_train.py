@@ -13,9 +13,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lgn_fpga import golden, ops  # noqa: E402
-from lgn_fpga import graph as gg  # noqa: E402
 from lgn_fpga.models import shipped  # noqa: E402
+from lgn_fpga.net import golden, ops  # noqa: E402
+from lgn_fpga.net import graph as gg  # noqa: E402
 from lgn_fpga.train.data import Dataset  # noqa: E402
 from lgn_fpga.train.harden import harden  # noqa: E402
 from lgn_fpga.train.layers import OP_BASIS, apply_gates, mix  # noqa: E402
@@ -142,8 +142,8 @@ def test_same_seed_same_model():
 
 @pytest.mark.parametrize("name", sorted(shipped()))
 def test_shipped_model_reproduces_its_recorded_accuracy(name):
-    from lgn_fpga.cli_train import evaluation
     from lgn_fpga.errors import UserError
+    from lgn_fpga.train.evaluate import evaluation
 
     graph = gg.load(shipped()[name])
     try:
@@ -155,7 +155,7 @@ def test_shipped_model_reproduces_its_recorded_accuracy(name):
 
 
 def test_importing_the_cli_does_not_import_torch():
-    code = ("import sys, lgn_fpga.cli, lgn_fpga.cli_train, lgn_fpga.train.data, "
+    code = ("import sys, lgn_fpga.cli, lgn_fpga.cli.train, lgn_fpga.train.data, "
             "lgn_fpga.train.difflogic_import; print(json.dumps('torch' in sys.modules))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], check=True,
                          capture_output=True, text=True).stdout

@@ -5,7 +5,7 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from lgn_fpga.errors import UserError
-from lgn_fpga.uart import UARTRx, UARTTx, divisor_for
+from lgn_fpga.gateware.uart import UARTRx, UARTTx, divisor_for
 
 
 def line_bits(byte, divisor, *, stop=1):

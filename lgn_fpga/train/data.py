@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from ..graph import Thermometer
+from lgn_fpga.errors import UserError
+from lgn_fpga.net.graph import Thermometer
 
 FASHION_MNIST_DIR = Path(os.environ.get("LGN_FPGA_FASHION_MNIST",
                                         "/usr/share/datasets/fashion-mnist"))

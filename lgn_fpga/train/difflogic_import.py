@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import graph as gg
-from ..errors import UserError
+from lgn_fpga.errors import UserError
+from lgn_fpga.net import graph as gg
 
 
 @dataclass(frozen=True)

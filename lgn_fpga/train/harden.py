@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import graph as gg
-from .. import ops
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net import ops
+
 from .conv import ConvLogicBlock, Flatten, ImageView
 from .layers import LogicLayer
 from .net import LogicNet

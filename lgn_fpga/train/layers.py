@@ -1,7 +1,7 @@
 """Differentiable logic layers (Petersen et al., NeurIPS 2022) in torch.
 
 Each neuron reads two fixed inputs a, b and outputs a softmax mixture of the 16 real-valued
-relaxations of the two-input gates (difflogic's order, see :mod:`lgn_fpga.ops`). Every
+relaxations of the two-input gates (difflogic's order, see :mod:`lgn_fpga.net.ops`). Every
 relaxation is affine in (1, a, b, ab), so the mixture is too: we mix the 16 coefficient rows
 once per neuron and evaluate ``c0 + c1*a + c2*b + c3*a*b`` -- four multiply-adds per neuron
 instead of sixteen op evaluations, and the same code serves the hardened (one-hot) net.
@@ -13,25 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lgn_fpga.net import ops
+
 #: OP_BASIS[op] = (c0, c1, c2, c3): op(a, b) = c0 + c1*a + c2*b + c3*a*b, exact on {0, 1}
-OP_BASIS = torch.tensor([
-    [0, 0, 0, 0],     # 0  false
-    [0, 0, 0, 1],     # 1  a and b
-    [0, 1, 0, -1],    # 2  a and not b
-    [0, 1, 0, 0],     # 3  a
-    [0, 0, 1, -1],    # 4  not a and b
-    [0, 0, 1, 0],     # 5  b
-    [0, 1, 1, -2],    # 6  xor
-    [0, 1, 1, -1],    # 7  or
-    [1, -1, -1, 1],   # 8  nor
-    [1, -1, -1, 2],   # 9  xnor
-    [1, 0, -1, 0],    # 10 not b
-    [1, 0, -1, 1],    # 11 a or not b
-    [1, -1, 0, 0],    # 12 not a
-    [1, -1, 0, 1],    # 13 not a or b
-    [1, 0, 0, -1],    # 14 nand
-    [1, 0, 0, 0],     # 15 true
-], dtype=torch.float32)
+OP_BASIS = torch.tensor(ops.relaxation_basis(), dtype=torch.float32)
 
 PASS_A = 3
 #: logit given to op 'a' at residual initialization: softmax puts ~90% on it (e^5/(e^5+15)),

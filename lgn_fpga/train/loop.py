@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import golden
-from .. import graph as gg
+from lgn_fpga.net import golden
+from lgn_fpga.net import graph as gg
+
 from .data import Dataset, fit_thermometer
 from .harden import harden
 from .net import LogicNet
@@ -200,3 +201,11 @@ def _train(data, options, progress, meta) -> Result:
     full_meta.update(meta or {})
     graph = graph.replace(meta=full_meta)
     return Result(graph, net, history, seconds, accuracy)
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def torch_threads() -> int:
+    return torch.get_num_threads()

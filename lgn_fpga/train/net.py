@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from lgn_fpga.errors import UserError
+
 from .conv import ConvLogicBlock, Flatten, ImageView
 from .layers import GroupSum, LogicLayer
 

@@ -1,0 +1,121 @@
+"""Clock generation: divider solvers for the iCE40 and ECP5 PLLs and the ``sync`` clock
+domain they drive."""
+
+from __future__ import annotations
+
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+)
+
+
+def ice40_pll_params(f_in: float, f_out: float) -> dict:
+    """SB_PLL40 divider settings closest to ``f_out`` (the search icepll does)."""
+    best = None
+    for divr in range(16):
+        f_pfd = f_in / (divr + 1)
+        if not 10e6 <= f_pfd <= 133e6:
+            continue
+        for divf in range(128):
+            f_vco = f_pfd * (divf + 1)
+            if not 533e6 <= f_vco <= 1066e6:
+                continue
+            for divq in range(1, 7):
+                f = f_vco / 2 ** divq
+                if best is None or abs(f - f_out) < abs(best[0] - f_out):
+                    best = (f, divr, divf, divq, f_pfd)
+    if best is None:
+        raise ValueError(f"no iCE40 PLL setting from {f_in / 1e6:g} MHz")
+    f, divr, divf, divq, f_pfd = best
+    filter_range = next(i for i, lim in enumerate((17e6, 26e6, 44e6, 66e6, 101e6), 1)
+                        if f_pfd < lim) if f_pfd < 101e6 else 6
+    return {"freq": f, "DIVR": divr, "DIVF": divf, "DIVQ": divq, "FILTER_RANGE": filter_range}
+
+
+def ecp5_pll_params(f_in: float, f_out: float) -> dict:
+    """EHXPLLL settings closest to ``f_out`` with CLKOP as feedback (as ecppll does)."""
+    best = None
+    for refclk_div in range(1, 129):
+        f_pfd = f_in / refclk_div
+        if not 3.125e6 <= f_pfd <= 400e6:
+            continue
+        for fb_div in range(1, 81):
+            for op_div in range(1, 129):
+                f_vco = f_pfd * fb_div * op_div
+                if not 400e6 <= f_vco <= 800e6:
+                    continue
+                f = f_pfd * fb_div
+                if best is None or abs(f - f_out) < abs(best[0] - f_out):
+                    best = (f, refclk_div, fb_div, op_div, f_vco)
+    if best is None:
+        raise ValueError(f"no ECP5 PLL setting from {f_in / 1e6:g} MHz")
+    f, refclk_div, fb_div, op_div, _ = best
+    return {"freq": f, "CLKI_DIV": refclk_div, "CLKFB_DIV": fb_div, "CLKOP_DIV": op_div,
+            "CLKOP_CPHASE": op_div - 1}
+
+
+class PLLDomain(Elaboratable):
+    """Drives ``sync`` from the board clock through the family's PLL, held in reset until the
+    PLL locks and then for ``hold`` more clocks (iCE40 BRAMs read zero for ~3 us after
+    configuration, so the hold covers that too). The ``sync`` domain itself is defined by
+    the parent (:class:`BoardTop`): Amaranth 0.6 drops domains used above where they are
+    defined."""
+
+    def __init__(self, family: str, clk_in, f_in: float, f_out: float, *,
+                 ice40_from_pad: bool = False):
+        self.family = family
+        self.clk_in = clk_in
+        # SB_PLL40_PAD takes the clock pin itself (on the UP5K the oscillator pin is the
+        # PLL's own pad, which an ordinary input buffer would block); SB_PLL40_CORE takes a
+        # buffered clock from any pin.
+        self.from_pad = family == "ice40" and ice40_from_pad
+        self.params = (ice40_pll_params if family == "ice40" else ecp5_pll_params)(f_in, f_out)
+        self.freq = self.params["freq"]
+
+    def elaborate(self, platform):
+        m = Module()
+        pll_clk = Signal()
+        locked = Signal()
+        q = self.params
+        if self.family == "ice40":
+            source = {"i_PACKAGEPIN": self.clk_in} if self.from_pad else \
+                {"i_REFERENCECLK": self.clk_in}
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD" if self.from_pad else "SB_PLL40_CORE",
+                p_FEEDBACK_PATH="SIMPLE", p_DIVR=q["DIVR"], p_DIVF=q["DIVF"],
+                p_DIVQ=q["DIVQ"], p_FILTER_RANGE=q["FILTER_RANGE"],
+                i_RESETB=1, i_BYPASS=0, o_PLLOUTGLOBAL=pll_clk, o_LOCK=locked, **source)
+        else:
+            m.submodules.pll = Instance(
+                "EHXPLLL",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+                p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+                p_CLKI_DIV=q["CLKI_DIV"], p_CLKFB_DIV=q["CLKFB_DIV"],
+                p_CLKOP_DIV=q["CLKOP_DIV"], p_CLKOP_CPHASE=q["CLKOP_CPHASE"],
+                a_FREQUENCY_PIN_CLKI=f"{platform.default_clk_frequency / 1e6:g}"
+                if platform else "25",
+                a_FREQUENCY_PIN_CLKOP=f"{self.freq / 1e6:g}",
+                i_CLKI=self.clk_in, i_CLKFB=pll_clk, i_RST=0, i_STDBY=0,
+                i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
+                i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+                o_CLKOP=pll_clk, o_LOCK=locked)
+        m.d.comb += ClockSignal("sync").eq(pll_clk)
+        if platform is not None:
+            platform.add_clock_constraint(pll_clk, self.freq)
+        # Reset: counted in the new domain, restarted whenever the PLL drops lock.
+        hold = Signal(range(int(20e-6 * self.freq) + 2), init=0)
+        limit = int(20e-6 * self.freq) + 1
+        m.domains.por = ClockDomain("por", reset_less=True)
+        m.d.comb += ClockSignal("por").eq(pll_clk)
+        with m.If(~locked):
+            m.d.por += hold.eq(0)
+        with m.Elif(hold != limit):
+            m.d.por += hold.eq(hold + 1)
+        m.d.comb += ResetSignal("sync").eq(hold != limit)
+        return m

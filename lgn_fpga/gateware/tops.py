@@ -1,0 +1,334 @@
+"""Board tops around :class:`~lgn_fpga.gateware.core.LogicNetCore`.
+
+* :class:`UartTop`: inference over the serial frame format of :mod:`lgn_fpga.protocol`.
+* :class:`BistTop`: golden vectors in block RAM stream through the core at one per clock;
+  the outputs are compared on chip; pass/fail and the cycle count go to LEDs and the UART.
+* :class:`BoardTop`: binds either to a board's pins and makes the ``sync`` clock, from the
+  board oscillator or through a PLL (:mod:`lgn_fpga.gateware.pll`).
+
+``UartTop`` and ``BistTop`` only see ``rx``/``tx``/``leds`` ports, so the simulator drives
+exactly the logic that goes on the board.
+"""
+
+
+import numpy as np
+from amaranth.hdl import (
+    Cat,
+    ClockDomain,
+    Const,
+    Elaboratable,
+    Module,
+    Signal,
+    Value,
+)
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from lgn_fpga import protocol as p
+from lgn_fpga.gateware import framing
+from lgn_fpga.gateware.pll import PLLDomain
+from lgn_fpga.gateware.uart import UARTRx, UARTTx
+from lgn_fpga.net.graph import GateGraph
+from lgn_fpga.net.graph import class_width as graph_class_width
+
+RESULT_FIFO_DEPTH = 8  # results waiting for the UART; the host keeps fewer in flight
+
+
+def _make_core(graph: GateGraph, pipeline: int | None, core):
+    if core is not None:
+        return core
+    from lgn_fpga.gateware.core import DEFAULT_PIPELINE, LogicNetCore
+
+    return LogicNetCore(graph, pipeline=pipeline or DEFAULT_PIPELINE)
+
+
+def _pad(value, width: int):
+    """``value`` zero-extended (or cut) to ``width`` bits."""
+    return value.as_unsigned()[:width] if len(value) >= width else \
+        Cat(value, Const(0, width - len(value)))
+
+
+def _scores_bytes(core, layout: p.PayloadLayout):
+    flat = Value.cast(core.out_scores)
+    sw = core.score_width
+    return [_pad(flat[c * sw:(c + 1) * sw], 8 * layout.score_bytes)
+            for c in range(layout.classes)]
+
+
+class UartTop(wiring.Component):
+    """Answers INFER frames with RESULT frames, INFO with the net's description, and frames
+    with a bad CRC with an ERROR frame (see :mod:`lgn_fpga.protocol`).
+
+    ``divisor`` is clocks per UART bit at the clock this logic runs at; ``clock_hz`` is only
+    reported (INFO). ``timeout`` is the idle gap, in clocks, after which a half-received
+    frame is dropped (default: 10 ms, at least 200 bit times)."""
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    activity: Out(1)
+
+    def __init__(self, graph: GateGraph, *, divisor: int, clock_hz: int = 0,
+                 pipeline: int | None = None, model_hash: str | None = None,
+                 timeout: int | None = None, core=None):
+        self.graph = graph
+        self.core = _make_core(graph, pipeline, core)
+        self.divisor = divisor
+        self.clock_hz = int(clock_hz)
+        self.layout = p.PayloadLayout(graph.inputs, graph.classes, self.core.score_width)
+        self.timeout = timeout or max(200 * divisor, int(clock_hz * 0.01))
+        self.model_hash = model_hash or graph.sha256()
+        self.info = p.BoardInfo(p.VERSION, graph.inputs, graph.classes, self.core.score_width,
+                                self.core.latency, self.model_hash[:2 * p.HASH_BYTES],
+                                self.clock_hz)
+        super().__init__()
+
+    @property
+    def latency(self) -> int:
+        return self.core.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        layout = self.layout
+        m.submodules.core = core = self.core
+        m.submodules.rx = rx = UARTRx(self.divisor)
+        m.submodules.tx = tx = UARTTx(self.divisor)
+        m.submodules.recv = recv = framing.FrameReceiver(layout, timeout=self.timeout)
+        send_len = max(layout.result_len, p.INFO_LEN, p.ERROR_LEN)
+        m.submodules.send = send = framing.FrameSender(send_len)
+
+        m.d.comb += [
+            rx.rx.eq(self.rx), self.tx.eq(tx.tx),
+            recv.rx_data.eq(rx.data), recv.rx_stb.eq(rx.stb),
+            tx.data.eq(send.tx_data), tx.stb.eq(send.tx_stb), send.tx_ready.eq(tx.ready),
+            core.in_bits.eq(recv.payload[8:8 + self.graph.inputs]),
+            core.in_valid.eq(recv.infer),
+            self.activity.eq(send.busy),
+        ]
+
+        # The request register holds still until the next frame's payload bytes arrive, at
+        # least a header (4 bytes, 40 bit times) later; when the core answers sooner than
+        # that, its sequence number can be read straight from there. Otherwise it travels
+        # beside the core, delayed by its latency.
+        seq = recv.payload[:8]
+        for stage in range(core.latency if core.latency >= 40 * self.divisor else 0):
+            delayed = Signal(8, name=f"seq_d{stage}")
+            m.d.sync += delayed.eq(seq)
+            seq = delayed
+
+        result = Cat(seq, _pad(core.out_class, 8 * layout.class_bytes),
+                      *_scores_bytes(core, layout))
+        m.submodules.results = results = SyncFIFOBuffered(width=len(result),
+                                                          depth=RESULT_FIFO_DEPTH)
+        m.d.comb += [results.w_data.eq(result), results.w_en.eq(core.out_valid)]
+
+        info_pending = Signal()
+        error_pending = Signal()
+        error_kind = Signal(8)
+        # What the sender is sending; its payload bytes are picked from the source, which
+        # holds still until the frame is out (the FIFO's head is only popped at `done`).
+        source = Signal(range(3))  # 0: result (FIFO head), 1: INFO, 2: ERROR
+        info_bytes = p.encode_info(self.info)
+        error_bytes = Cat(Const(p.ERR_CRC, 8), error_kind)
+        with m.Switch(source):
+            with m.Case(0):
+                m.d.comb += send.byte.eq(results.r_data.word_select(send.index, 8))
+            with m.Case(1):
+                m.d.comb += send.byte.eq(
+                    Const(int.from_bytes(info_bytes, "little"), 8 * len(info_bytes))
+                    .word_select(send.index, 8))
+            with m.Default():
+                m.d.comb += send.byte.eq(error_bytes.word_select(send.index, 8))
+        with m.If(send.done & (source == 0)):
+            m.d.comb += results.r_en.eq(1)
+
+        with m.If(~send.busy & ~send.done):
+            with m.If(error_pending):
+                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_ERROR),
+                             send.length.eq(p.ERROR_LEN)]
+                m.d.sync += [error_pending.eq(0), source.eq(2)]
+            with m.Elif(info_pending):
+                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_INFO),
+                             send.length.eq(p.INFO_LEN)]
+                m.d.sync += [info_pending.eq(0), source.eq(1)]
+            with m.Elif(results.r_rdy):
+                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_RESULT),
+                             send.length.eq(layout.result_len)]
+                m.d.sync += source.eq(0)
+        # After the clears above, so a request arriving as its predecessor's answer starts
+        # is not lost (the last assignment wins).
+        with m.If(recv.info):
+            m.d.sync += info_pending.eq(1)
+        with m.If(recv.crc_error):
+            m.d.sync += [error_pending.eq(1), error_kind.eq(recv.kind)]
+        return m
+
+
+def expected_words(graph: GateGraph, score_width: int, bits: np.ndarray):
+    """Golden (class, scores) of each vector packed as the BIST stores them: class in the
+    low bits, then each score in ``score_width`` bits."""
+    from lgn_fpga.net import golden
+
+    pred = golden.predict(graph, bits)
+    return pack_expected(pred.classes, pred.scores, score_width)
+
+
+def pack_expected(classes: np.ndarray, scores: np.ndarray, score_width: int):
+    """(words, class_width): each vector's class and scores as one BIST memory word (e.g.
+    from a golden vector set of :mod:`lgn_fpga.net.vectors`)."""
+    num_classes = np.asarray(scores).shape[1]
+    class_width = graph_class_width(num_classes)
+    words = []
+    for cls, row in zip(np.asarray(classes).tolist(), np.asarray(scores).tolist()):
+        word = cls
+        for c, s in enumerate(row):
+            word |= s << (class_width + c * score_width)
+        words.append(word)
+    return words, class_width
+
+
+class BistTop(wiring.Component):
+    """Built-in self test: ``bits`` (vectors x inputs) and their golden results sit in block
+    RAM; after reset every vector enters the core on consecutive clocks, each output is
+    compared on chip. ``done``/``passed``/``cycles`` (first input to last output, inclusive)
+    and ``first_failure`` are ports; a BIST frame reports them over the UART when the test
+    finishes and again whenever a byte arrives. ``expected`` overrides the stored expected
+    words (tests corrupt one to prove the compare can fail)."""
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    done: Out(1)
+    passed: Out(1)
+    failed: Out(1)
+    cycles: Out(32)
+    first_failure: Out(32, init=0xFFFFFFFF)
+
+    def __init__(self, graph: GateGraph, bits: np.ndarray, *, divisor: int,
+                 pipeline: int | None = None, expected: list[int] | None = None, core=None):
+        self.graph = graph
+        self.core = _make_core(graph, pipeline, core)
+        self.bits = np.asarray(bits, dtype=np.uint8)
+        if self.bits.ndim != 2 or self.bits.shape[1] != graph.inputs or not len(self.bits):
+            raise ValueError(f"BIST vectors must have shape (n >= 1, {graph.inputs})")
+        self.vectors = len(self.bits)
+        words, self.class_width = expected_words(graph, self.core.score_width, self.bits)
+        self.expected = list(expected) if expected is not None else words
+        self.divisor = divisor
+        super().__init__()
+
+    @property
+    def memory_bits(self) -> int:
+        return self.vectors * (self.graph.inputs + self.class_width
+                               + self.graph.classes * self.core.score_width)
+
+    def elaborate(self, platform):
+        m = Module()
+        graph, n = self.graph, self.vectors
+        m.submodules.core = core = self.core
+        in_words = [int.from_bytes(np.packbits(row, bitorder="little").tobytes(), "little")
+                    for row in self.bits]
+        exp_width = self.class_width + graph.classes * core.score_width
+        # Block RAM even for small sets: Yosys would otherwise turn a small ROM into LUTs,
+        # which both costs logic and stops testing what the BIST is meant to show.
+        block = {"ram_style": "block", "rom_style": "block"}
+        m.submodules.in_mem = in_mem = Memory(shape=graph.inputs, depth=n, init=in_words,
+                                              attrs=block)
+        m.submodules.exp_mem = exp_mem = Memory(shape=exp_width, depth=n, init=self.expected,
+                                                attrs=block)
+        in_port = in_mem.read_port()
+        exp_port = exp_mem.read_port()
+
+        # Feed: one address per clock; the data arrives a clock later with in_valid.
+        feed = Signal(range(n + 1))
+        issued = Signal()
+        running = Signal()  # counting cycles: from the first input to the last output
+        m.d.comb += in_port.addr.eq(feed)
+        m.d.sync += issued.eq(0)
+        with m.If(feed != n):
+            m.d.sync += [feed.eq(feed + 1), issued.eq(1)]
+        m.d.comb += [core.in_bits.eq(in_port.data), core.in_valid.eq(issued)]
+
+        # Check: exp_port shows row `checked` whenever an output arrives; ask for the next
+        # row in the same clock so back-to-back outputs each meet their own row.
+        checked = Signal(range(n + 1))
+        m.d.comb += exp_port.addr.eq(checked + core.out_valid)
+        got = Cat(core.out_class, Value.cast(core.out_scores))
+        with m.If(issued & (feed == 1)):
+            m.d.sync += running.eq(1)
+        with m.If(running | (issued & (feed == 1))):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(core.out_valid & ~self.done):
+            m.d.sync += checked.eq(checked + 1)
+            with m.If(got != exp_port.data):
+                m.d.sync += self.failed.eq(1)
+                with m.If(~self.failed):
+                    m.d.sync += self.first_failure.eq(checked)
+            with m.If(checked == n - 1):
+                m.d.sync += [self.done.eq(1), running.eq(0)]
+        m.d.comb += self.passed.eq(self.done & ~self.failed)
+
+        # Report over the UART: when done, and again for every byte received.
+        m.submodules.rx = rx = UARTRx(self.divisor)
+        m.submodules.tx = tx = UARTTx(self.divisor)
+        m.submodules.send = send = framing.FrameSender(p.BIST_LEN)
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx), tx.data.eq(send.tx_data),
+                     tx.stb.eq(send.tx_stb), send.tx_ready.eq(tx.ready)]
+        pending = Signal()
+        done_seen = Signal()
+        with m.If(self.done & ~done_seen):
+            m.d.sync += [done_seen.eq(1), pending.eq(1)]
+        with m.If(rx.stb & self.done):
+            m.d.sync += pending.eq(1)
+        # Once done, these registers hold still: the sender reads its bytes straight here.
+        payload = Cat(self.passed, Const(0, 7), Const(n, 32), self.cycles, self.first_failure)
+        m.d.comb += send.byte.eq(payload.word_select(send.index, 8))
+        with m.If(pending & ~send.busy):
+            m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_BIST),
+                         send.length.eq(p.BIST_LEN)]
+            m.d.sync += pending.eq(0)
+        return m
+
+
+class BoardTop(Elaboratable):
+    """A top (:class:`UartTop` or :class:`BistTop`) on a board: pins from the profile, the
+    ``sync`` clock from the oscillator or, when ``freq`` differs from it, a PLL."""
+
+    def __init__(self, top, profile, *, pll: PLLDomain | None = None):
+        self.top = top
+        self.profile = profile
+        self.pll = pll
+
+    def elaborate(self, platform):
+        from amaranth.lib import io
+
+        m = Module()
+        m.submodules.top = top = self.top
+        if self.pll is not None:
+            clk = platform.request(platform.default_clk, dir="-")
+            if self.pll.from_pad:
+                self.pll.clk_in = clk.io
+            else:
+                m.submodules.clk_buf = clk_buf = io.Buffer("i", clk)
+                self.pll.clk_in = clk_buf.i
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.pll = self.pll
+
+        uart = platform.request(*self.profile.uart, dir="-")
+        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(uart_rx.i), uart_tx.o.eq(top.tx)]
+
+        leds = self.profile.leds(platform, m)
+        if isinstance(top, BistTop):
+            status = [top.passed, top.failed]
+            extra = (top.cycles - top.vectors).as_unsigned()
+            values = status + [extra[i] for i in range(max(0, len(leds) - 2))]
+        else:
+            # A heartbeat shows the clock runs; the second LED lights while answering.
+            beat = Signal(26)
+            m.d.sync += beat.eq(beat + 1)
+            values = [beat[-1], top.activity]
+        for led, value in zip(leds, values):
+            m.d.comb += led.eq(value)
+        return m
