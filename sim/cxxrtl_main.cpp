@@ -1,4 +1,4 @@
-// Driver for the compiled (CXXRTL) simulation of LogicNetCore; built by lgn_fpga/cxxrtl.py.
+// Driver for the compiled (CXXRTL) simulation of LogicNetCore; built by lgn_fpga/verify/cxxrtl.py.
 //
 // The design (Yosys `write_cxxrtl` output for Amaranth module "top") is included below;
 // every width comes from the generated port types, so this one file drives any net.
@@ -15,7 +15,7 @@
 //
 // Cycle t = set inputs with clk low, evaluate, read the outputs (those of cycle t), raise
 // clk, evaluate (the edge that ends cycle t). Cycle numbers match the Amaranth testbench in
-// lgn_fpga/simulate.py, which reads cycle t + 1 right after the edge ending cycle t.
+// lgn_fpga/verify/simulate.py, which reads cycle t + 1 right after the edge ending cycle t.
 
 #include <cstdint>
 #include <cstdio>
