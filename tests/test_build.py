@@ -61,9 +61,14 @@ def test_yosys_stats_come_from_the_design_hierarchy_totals():
 
 @pytest.mark.parametrize("board,expect", [("icebreaker", "iceprog {}"),
                                           ("ulx3s-85f", "openFPGALoader -b ulx3s {}")])
-def test_flash_dry_run_prints_the_exact_command(tmp_path, board, expect):
+def test_flash_dry_run_prints_the_exact_command(tmp_path, monkeypatch, board, expect):
     bit = tmp_path / "design.bit"
     bit.write_bytes(b"\x00")
+    fake = tmp_path / "programmer"  # --dry-run checks that the programmer exists
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("ICEPROG", str(fake))
+    monkeypatch.setenv("OPENFPGALOADER", str(fake))
     result = CliRunner().invoke(main, ["flash", "--board", board, str(bit), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == expect.format(bit)
@@ -142,8 +147,9 @@ def test_a_failed_build_leaves_no_bitstream_and_says_why(small_model, tmp_path, 
     monkeypatch.setenv("NEXTPNR_ICE40", "false")  # place and route fails
     with pytest.raises(UserError, match="place & route failed"):
         build(BuildOptions(board="icebreaker", model=str(small_model), out=str(out)))
-    assert not (out / "top.bin").exists()
-    assert json.loads((out / "report.json").read_text())["status"] == "failed"
+    # the earlier outputs stay as they were; this run's report and logs go to failed/
+    assert (out / "top.bin").read_bytes() == b"stale bitstream of an earlier build"
+    assert json.loads((out / "failed" / "report.json").read_text())["status"] == "failed"
     assert not [p for p in out.iterdir() if p.name.startswith(".build-")]
 
 
@@ -155,7 +161,7 @@ def test_build_cli_turns_a_failing_tool_into_one_line(small_model, tmp_path, mon
                                        str(small_model), "--out", str(tmp_path), "--json"])
     assert result.exit_code != 0
     assert "synth failed" in result.output
-    assert os.path.exists(tmp_path / "report.json")
+    assert os.path.exists(tmp_path / "failed" / "report.json")
 
 
 @pytest.mark.slow
@@ -183,8 +189,9 @@ def test_an_interrupted_build_leaves_no_bitstream_and_no_temporary_folder(small_
     with pytest.raises(KeyboardInterrupt):
         build(BuildOptions(board="icebreaker", model=str(small_model), out=str(out)),
               on_stage=interrupt)
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
-    assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "failed", "top.bin"]
+    assert (out / "top.bin").read_bytes() == b"stale"  # the earlier output, untouched
+    assert json.loads((out / "failed" / "report.json").read_text())["status"] == "interrupted"
 
 
 @pytest.mark.slow
@@ -225,7 +232,7 @@ def test_fmax_below_the_target_fails_the_build_unless_allowed(small_model, tmp_p
     with pytest.raises(UserError, match=r"timing not met on icebreaker: Fmax 5.0 MHz < 12 MHz"):
         build(BuildOptions(board="icebreaker", model=str(small_model), out=str(out)))
     assert not (out / "top.bin").exists()
-    assert json.loads((out / "report.json").read_text())["status"] == "timing failed"
+    assert json.loads((out / "failed" / "report.json").read_text())["status"] == "timing failed"
 
     report = build(BuildOptions(board="icebreaker", model=str(small_model), out=str(out),
                                 allow_timing_fail=True))
@@ -307,5 +314,5 @@ def test_killing_a_build_stops_its_tools_and_leaves_no_bitstream(small_model, tm
     assert build.wait(timeout=60) != 0
     time.sleep(0.5)
     assert _processes_in(out) == []
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
-    assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "failed"]
+    assert json.loads((out / "failed" / "report.json").read_text())["status"] == "interrupted"

@@ -186,3 +186,71 @@ def test_cli_train_and_evaluate(tmp_path):
     assert json.loads(r.output)["accuracy"] == pytest.approx(meta["test_accuracy"])
     r = runner.invoke(main, ["train", "--dataset", "nope", "-o", str(out)])
     assert r.exit_code != 0 and "unknown dataset" in r.output
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_fused_layer_equals_the_plain_one_forward_and_backward(hard):
+    from lgn_fpga.train.layers import LogicLayer
+
+    rng = np.random.default_rng(0)
+    layers = [LogicLayer(30, 20, rng=np.random.default_rng(1),
+                         generator=torch.Generator().manual_seed(2), fused=fused)
+              for fused in (False, True)]
+    x = torch.from_numpy(rng.random((9, 30))).float()
+    outs, grads = [], []
+    for layer in layers:
+        xi = x.clone().requires_grad_(True)
+        out = layer(xi, hard)
+        (out * torch.arange(20.0)).sum().backward()
+        outs.append(out.detach())
+        grads.append((xi.grad, layer.logits.grad))
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    if not hard:
+        assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
+
+
+def test_fused_gates_backward_is_the_exact_gradient():
+    from lgn_fpga.train.layers import FusedGates
+
+    g = torch.Generator().manual_seed(0)
+    xt = torch.rand(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    a, b = torch.randint(0, 12, (8,), generator=g), torch.randint(0, 12, (8,), generator=g)
+    coef = torch.randn(8, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, c: FusedGates.apply(x, a, b, c), (xt, coef))
+
+
+def test_validation_split_is_carved_from_training_and_scored_once(tmp_path):
+    from lgn_fpga.train.data import validation_split
+
+    data = _tiny_dataset()
+    train_part, x_val, y_val, how = validation_split(data, 0.2)
+    assert len(train_part.y_train) + len(y_val) == len(data.y_train)
+    assert "seed 0" in how
+    # disjoint, and every training row is in exactly one part
+    rows = {tuple(r) for r in data.x_train}
+    assert {tuple(r) for r in train_part.x_train} | {tuple(r) for r in x_val} == rows
+    assert not {tuple(r) for r in train_part.x_train} & {tuple(r) for r in x_val}
+    # stratified: every class in the validation split
+    assert set(y_val) == set(data.y_train)
+    assert np.array_equal(validation_split(data, 0.2)[2], y_val)  # seeded
+    assert np.array_equal(train_part.x_test, data.x_test)
+
+    result = train(data, TrainOptions(arch="48,24", epochs=3, thresholds=2, tau=2.0,
+                                      lr=0.05, batch_size=32, seed=1, val_fraction=0.2))
+    meta = result.graph.meta
+    assert meta["val_samples"] == len(y_val) and meta["train_samples"] == len(train_part.y_train)
+    pred_val = golden.predict_features(result.graph, x_val).classes
+    assert meta["val_accuracy"] == pytest.approx(np.mean(pred_val == y_val))
+    pred_test = golden.predict_features(result.graph, data.x_test).classes
+    assert meta["test_accuracy"] == pytest.approx(np.mean(pred_test == data.y_test))
+    # the per-epoch curve is the validation one; the test split is not looked at
+    assert len(result.history.val_accuracy) == 3
+    assert not hasattr(result.history, "test_accuracy")
+
+
+def test_no_validation_split():
+    result = train(_tiny_dataset(), TrainOptions(arch="30,12", epochs=1, thresholds=2,
+                                                 batch_size=32, val_fraction=0.0))
+    assert result.val_accuracy is None and "val_accuracy" not in result.graph.meta
+    assert result.graph.meta["train_samples"] == 180

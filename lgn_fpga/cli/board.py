@@ -58,42 +58,67 @@ def boards_command(as_json):
 @click.option("--allow-timing-fail", is_flag=True,
               help="Keep the bitstream when Fmax is below the target clock (warns).")
 @click.option("--force", is_flag=True, help="Skip the fit estimate.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--core", "core_kind", type=click.Choice(["parallel", "folded", "auto"]),
+              default="auto", show_default=True,
+              help="parallel: every gate in logic, one input per clock; folded: the gates as "
+                   "a program in block RAM, --lanes gates per clock (docs/folded.md); auto: "
+                   "parallel when it fits with margin, else folded.")
+@click.option("--lanes", type=click.IntRange(min=1), default=None,
+              help="Folded core: gates per clock, a power of two [default: the most that "
+                   "fit, up to 8].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as JSON (also when the build fails or is interrupted).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr, only errors.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Every stage start and tool progress update on a line of its own.")
+@click.option("--plot", is_flag=True,
+              help="Also write <out>/breakdown.png: where the cells go (needs matplotlib).")
 def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vectors, vector_set,
-                  no_optimize, allow_timing_fail, force, as_json):
+                  no_optimize, allow_timing_fail, force, as_json, quiet=False, verbose=False,
+                  plot=False,
+                  core_kind="auto", lanes=None):
     """Build a bitstream for BOARD with YoWASP Yosys and nextpnr.
 
-    Writes the bitstream and report.json (utilization, Fmax, tool versions, stage times,
-    bitstream sha256) into the output folder. A failed build leaves no bitstream."""
+    Each run works in a staging folder inside the output folder; on success its bitstream,
+    report.json (utilization, Fmax, tool versions, every stage with its time and figures,
+    bitstream sha256) and the tool logs replace the previous build's. A failed or
+    interrupted run leaves the previous outputs as they were and puts its own logs and
+    report into <out>/failed/. Two builds into one folder refuse (a lock file).
+    On a terminal each stage shows a live line with its elapsed time and the placer's and
+    router's progress; elsewhere one line per finished stage."""
+    import signal
+
     from rich.console import Console
 
+    from lgn_fpga.cli.progress import StageProgress
     from lgn_fpga.cli.render import print_summary
     from lgn_fpga.flow.build import BuildOptions, build
 
-    console = Console(stderr=True)
+    # A closed terminal (SIGHUP) cleans up like Ctrl-C and `kill`: tools stopped, the
+    # previous outputs kept, this run's logs in <out>/failed/.
+    signal.signal(signal.SIGHUP, signal.default_int_handler)  # raises KeyboardInterrupt
     opts = BuildOptions(board=board, model=model, top=top, pipeline=pipeline, out=out,
                         seed=seed, optimize=not no_optimize, freq_mhz=freq_mhz, baud=baud,
                         vectors=vectors, vector_set=vector_set,
-                        allow_timing_fail=allow_timing_fail, force=force)
-    status = None
-
-    def on_stage(name, state, seconds):
-        nonlocal status
-        if state == "start":
-            status = console.status(f"{name}...")
-            status.start()
-        elif state == "done":
-            if status is not None:
-                status.stop()
-            console.print(f"[green]✓[/green] {name} [dim]{seconds:.1f} s[/dim]")
-        elif state == "note":
-            console.print(f"[yellow]![/yellow] {name}")
-
+                        allow_timing_fail=allow_timing_fail, force=force,
+                        core=core_kind, lanes=lanes)
     try:
-        report = build(opts, on_stage=on_stage)
-    finally:
-        if status is not None:
-            status.stop()
+        with StageProgress(quiet=quiet, verbose=verbose) as on_stage:
+            report = build(opts, on_stage=on_stage)
+    except (UserError, KeyboardInterrupt) as e:
+        if as_json:  # the report of what ran, even when it failed or was interrupted
+            echo_json(getattr(e, "report", None) or {
+                "status": "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                "board": board, "error": str(e) or type(e).__name__, "stages": []})
+        elif getattr(e, "report", None) and e.report.get("failed_dir") and not quiet:
+            click.echo(f"logs and report of this run: {e.report['failed_dir']}", err=True)
+        raise
+    if plot:
+        from pathlib import Path
+
+        from lgn_fpga.cli.render import plot_breakdown
+
+        plot_breakdown(report, Path(report["out"]) / "breakdown.png")
     if as_json:
         echo_json(report)
     else:
@@ -101,15 +126,50 @@ def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vector
 
 
 @click.command("flash")
-@click.option("--board", "-b", required=True, help="Board profile (see `lgn-fpga boards`).")
+@click.option("--board", "-b", default=None,
+              help="Board profile (see `lgn-fpga boards`) [default: the board in the "
+                   "report.json beside the bitstream].")
 @click.argument("bitstream", required=False, type=click.Path(dir_okay=False))
-@click.option("--dry-run", is_flag=True, help="Print the programmer command, run nothing.")
-def flash_command(board, bitstream, dry_run):
-    """Program BITSTREAM [default: build/<board>/top.bin or top.bit] into BOARD."""
-    from lgn_fpga.flow import profiles
-    from lgn_fpga.flow.flash import flash
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
+              help="The build's output folder, as given to `build --out` "
+                   "[default: build/<board>].")
+@click.option("--model", "-m", default=None,
+              help="Refuse a bitstream built from another model (checked in report.json).")
+@click.option("--sram/--flash", "sram", default=None,
+              help="Write the volatile configuration (lost at power-off) or the board's "
+                   "flash [default: the board profile's choice].")
+@click.option("--force", is_flag=True,
+              help="Program even when report.json names another board, device or model.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the programmer command and check that it can run; program nothing.")
+def flash_command(board, bitstream, out, model, sram, force, dry_run):
+    """Program BITSTREAM [default: the bitstream `build` wrote into --out, or
+    build/<board>/top.bin or top.bit] into BOARD.
 
-    flash(profiles.get(board), bitstream, dry_run=dry_run, echo=click.echo)
+    The report.json beside the bitstream must say it was built for BOARD's board and
+    device (and from --model, if given); a mismatch is refused unless --force."""
+    from pathlib import Path
+
+    from lgn_fpga.flow import profiles
+    from lgn_fpga.flow.flash import flash, locate, read_report
+
+    profile = profiles.get(board) if board else None
+    if profile is None:
+        # no --board: the report beside the bitstream names it
+        report = read_report(locate(None, bitstream, out))
+        if not report or not report.get("board"):
+            raise UserError("--board is needed: no report.json beside the bitstream says "
+                            "which board it was built for")
+        profile = profiles.get(report["board"])
+    sha = None
+    if model:
+        from lgn_fpga.cli.util import load_model
+
+        sha = load_model(model).sha256()
+    mode = None if sram is None else ("sram" if sram else "flash")
+    flash(profile, Path(bitstream) if bitstream else None, out=out, dry_run=dry_run,
+          mode=mode, force=force, model_sha256=sha, model_name=model, echo=click.echo,
+          say=lambda text: click.echo(text, err=True))
 
 
 @click.command("run")
@@ -127,9 +187,12 @@ def flash_command(board, bitstream, dry_run):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the board's classes (.npy).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run_command(port, model, input_path, features, check, baud, timeout, window, output,
-                as_json):
-    """Classify INPUT.npy on a board running the UART top; report throughput and latency."""
+                as_json, quiet=False):
+    """Classify INPUT.npy on a board running the UART top; report throughput and latency.
+
+    On a terminal a progress bar shows the samples done and the samples per second."""
     from lgn_fpga.cli.render import print_run
     from lgn_fpga.cli.util import load_array, load_model, save_array
     from lgn_fpga.host.check import check_board_runs, golden_check, input_bits, run_summary
@@ -141,7 +204,14 @@ def run_command(port, model, input_path, features, check, baud, timeout, window,
     with Board(port, baud=baud, timeout=timeout) as board:
         info = board.info()
         check_board_runs(info, graph)
-        result = board.infer(x, window=window)
+        from lgn_fpga.cli.progress import rate_bar
+
+        bar = rate_bar(len(x), quiet=quiet or as_json)
+        if bar is None:
+            result = board.infer(x, window=window)
+        else:
+            with bar[0]:
+                result = board.infer(x, window=window, progress=bar[1])
     summary = run_summary(result, info, board.layout, baud, graph)
     mismatches = 0
     if check:
@@ -185,11 +255,20 @@ def bist_command(port, baud, timeout, as_json):
 @click.option("--model", "-m", default=None, help="Model to serve [default: the shipped default].")
 @click.option("--top", type=click.Choice(["uart", "bist"]), default="uart", show_default=True)
 @click.option("--pipeline", type=click.IntRange(min=1), default=None,
-              help="Gate layers between pipeline registers [default: the core's].")
+              help="Gate layers between pipeline registers [default: with --board what "
+                   "`build --board` uses, else 2, as simulate and export].")
 @click.option("--no-optimize", is_flag=True, help="Serve the net exactly as the file gives it.")
 @click.option("--seconds", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Stop after this long (0: until interrupted).")
-def sim_board_command(model, top, pipeline, no_optimize, seconds):
+@click.option("--board", "-b", "board_name", default=None,
+              help="Serve the pipeline `build --board BOARD` would use.")
+@click.option("--core", "core_kind", type=click.Choice(["parallel", "folded"]),
+              default="parallel", show_default=True,
+              help="The core inside the top (folded: docs/folded.md).")
+@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Folded core: gates per clock (a power of two).")
+def sim_board_command(model, top, pipeline, no_optimize, seconds, core_kind="parallel",
+                      lanes=8, board_name=None):
     """A board with no hardware: the board top runs in Amaranth's simulator, its UART wired
     bit by bit to a pseudo-terminal. Point `lgn-fpga run --port` (or `bist`) at the printed
     device to try the whole serial path before you own a board. Simulated time runs far
@@ -201,8 +280,25 @@ def sim_board_command(model, top, pipeline, no_optimize, seconds):
     from lgn_fpga.verify.board import simulated_top
 
     graph = load_model(model)
-    design = simulated_top(graph, top, divisor=SIM_DIVISOR, pipeline=pipeline,
-                           optimize=not no_optimize)
+    if board_name is not None:
+        from lgn_fpga.flow import profiles
+        from lgn_fpga.flow.build import board_pipeline
+
+        pipeline = board_pipeline(profiles.get(board_name), pipeline)
+    try:
+        design = simulated_top(graph, top, divisor=SIM_DIVISOR, pipeline=pipeline,
+                               optimize=not no_optimize,
+                               lanes=lanes if core_kind == "folded" else None)
+    except ValueError as e:
+        raise UserError(f"--lanes: {e}") from None
+    frame_cycles = 10 * SIM_DIVISOR * (graph.inputs // 8 + 8)
+    if core_kind == "folded" and top == "uart" and design.core.latency > frame_cycles:
+        # the request register holds a waiting payload only until the next frame arrives;
+        # the top is dropped unbuilt, without Amaranth's "created but never used" warning
+        design._MustUse__silence = design.core._MustUse__silence = True
+        raise UserError(f"--lanes {lanes}: the folded core takes {design.core.latency} "
+                        f"cycles per inference, longer than a request frame takes to arrive "
+                        f"({frame_cycles} cycles); use more --lanes")
     board = PtyBoard(design)
     click.echo(board.path)
     click.echo(f"simulated {top} top of {design.core.graph.gates} gates on {board.path}; "

@@ -8,7 +8,14 @@ import signal
 
 import click
 
-from lgn_fpga.cli.util import echo_json, load_array, load_model, model_argument, save_array
+from lgn_fpga.cli.util import (
+    check_outputs,
+    echo_json,
+    load_array,
+    load_model,
+    model_argument,
+    save_array,
+)
 from lgn_fpga.errors import UserError
 
 
@@ -28,6 +35,18 @@ class _Main(click.Group):
         except UserError as e:
             click.echo(f"lgn-fpga: error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except click.UsageError as e:
+            # A bad option of a subcommand: one line, like every other user error.
+            where = f" (see lgn-fpga {e.ctx.info_name} --help)" if e.ctx else ""
+            click.echo(f"lgn-fpga: error: {e.format_message()}{where}", err=True)
+            ctx.exit(e.exit_code)
+        except (OSError, RecursionError, MemoryError) as e:
+            # The last line of defence: a file, folder or device that failed in a place no
+            # check foresaw still gets one line, not a traceback.
+            name = getattr(e, "filename", None)
+            text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            click.echo(f"lgn-fpga: error: {name + ': ' if name else ''}{text}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("lgn-fpga: interrupted", err=True)
             ctx.exit(130)
@@ -94,14 +113,26 @@ def info(model, as_json):
               help="Also write the per-class scores (.npy, int32, samples x classes).")
 @click.option("--features", is_flag=True,
               help="INPUT holds raw features: apply the model's encoding first.")
-def predict(model, input_path, output, scores, features):
-    """Classify INPUT (samples x inputs 0/1 bits) with the golden model."""
+@click.option("--engine", type=click.Choice(["golden", "c"]), default="golden",
+              show_default=True,
+              help="golden: the numpy reference; c: the net compiled to C with the host's C "
+                   "compiler (cached by model hash; same results bit for bit, faster).")
+def predict(model, input_path, output, scores, features, engine):
+    """Classify INPUT (samples x inputs 0/1 bits) with the golden model (or the C engine)."""
     from lgn_fpga.net import golden
 
+    check_outputs(output, scores, suffixes=(".npy",))
     graph = load_model(model)
     x = load_array(input_path, "INPUT")
     if features:
-        result = golden.predict_features(graph, x)
+        if graph.encoding is None:
+            raise UserError("the model has no input encoding; pass input bits instead of "
+                            "features")
+        x = graph.encoding.encode(x)
+    if engine == "c":
+        from lgn_fpga.flow import c_engine
+
+        result = c_engine.predict(graph, x)
     else:
         result = golden.predict(graph, x)
     save_array(output, result.classes)
@@ -110,18 +141,48 @@ def predict(model, input_path, output, scores, features):
     click.echo(f"{len(result.classes)} samples classified -> {output}", err=True)
 
 
+@main.command("import-aiger")
+@click.argument("aiger_path", metavar="FILE.aag|FILE.aig", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (.json or .npz).")
+@click.option("--classes", type=click.IntRange(min=1),
+              help="Class groups the outputs form (default: the file's `lgn-fpga classes K` "
+                   "comment, which `export --format aiger` writes).")
+def import_aiger(aiger_path, output, classes):
+    """Read a combinational AIGER file (ASCII or binary) as a gate graph: AND nodes
+    levelized into layers, pass-through gates where a signal skips layers, one last-layer
+    gate per output in order."""
+    from lgn_fpga.net import aiger
+    from lgn_fpga.net import graph as gg
+
+    check_outputs(output, suffixes=(".json", ".npz"))
+    g = aiger.load(aiger_path, classes=classes)
+    gg.save(g, output)
+    click.echo(f"{g.gates} gates in {g.depth} layers, {g.classes} classes -> {output}",
+               err=True)
+
+
 @main.command("random-model")
 @click.option("--inputs", type=click.IntRange(min=1), required=True, help="Input bits.")
 @click.option("--layers", type=click.IntRange(min=1), required=True, help="Gate layers.")
 @click.option("--width", type=click.IntRange(min=1), required=True, help="Gates per layer.")
 @click.option("--classes", type=click.IntRange(min=1), required=True, help="Classes.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.json or .npz).")
 def random_model(inputs, layers, width, classes, seed, output):
     """A random net for tests and benchmarks (same seed, same file)."""
     from lgn_fpga.net import graph as gg
     from lgn_fpga.net.random_nets import random_graph
+
+    check_outputs(output, suffixes=(".json", ".npz"))
+    limit = gg.limits()
+    for option, value, most, key in (("--inputs", inputs, limit.inputs, "inputs"),
+                                     ("--layers", layers, limit.layers, "layers"),
+                                     ("--layers x --width", layers * width, limit.gates, "gates")):
+        if value > most:
+            raise UserError(f"{option} = {value} exceeds the limit of {most} {key}; set "
+                            f"${gg.LIMITS[key][0]} to allow a bigger net")
 
     g = random_graph(inputs, layers, width, classes, seed)
     gg.save(g, output)
@@ -139,6 +200,7 @@ def optimize(model, output, as_json):
     from lgn_fpga.net import graph as gg
     from lgn_fpga.net.optimize import optimize as run_optimize
 
+    check_outputs(output, suffixes=(".json", ".npz"))
     graph = load_model(model)
     result, stats = run_optimize(graph, verify=True)
     gg.save(result, output)

@@ -33,6 +33,12 @@ def print_summary(report: dict, console: Console | None = None) -> None:
                                         util["bram_blocks"]["available"]))
         table.add_row("LUTs per gate", f"{report['luts_per_gate']} "
                       f"({report['luts_per_logic_gate']} per logic gate)")
+    parts = report.get("breakdown", {}).get("rtl_cells")
+    if parts:
+        total = max(1, sum(parts.values()))
+        table.add_row("cells by part", ", ".join(f"{k} {v} ({100 * v / total:.0f}%)"
+                                                 for k, v in parts.items())
+                      + " [dim](RTL cells before synthesis)[/dim]")
     timing = report.get("timing")
     if timing:
         ok = "[green]met[/green]" if timing["met"] else "[red]NOT met[/red]"
@@ -40,8 +46,11 @@ def print_summary(report: dict, console: Console | None = None) -> None:
                       f"target: {ok}")
     table.add_row("latency", f"{report['latency_cycles']} cycles "
                   f"(pipeline {report['options']['pipeline']})")
-    stages = report.get("stage_seconds", {})
-    table.add_row("stages", ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
+    if report.get("stages"):
+        table.add_row("stages", "\n".join(_stage_text(st) for st in report["stages"]))
+    else:
+        stages = report.get("stage_seconds", {})
+        table.add_row("stages", ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
     if "bitstream" in report:
         b = report["bitstream"]
         table.add_row("bitstream", f"{b['file']} {b['bytes']} bytes, sha256 "
@@ -49,6 +58,24 @@ def print_summary(report: dict, console: Console | None = None) -> None:
     for warning in report.get("warnings", []):
         table.add_row("[yellow]warning[/yellow]", warning)
     console.print(table)
+    if report.get("out"):
+        # last, so that it is what stays on screen: where the results are
+        console.print(f"outputs in {report['out']}/", highlight=False)
+
+
+_FIGURES = (("gates", "{} gates"), ("gates_after", "{} gates left"),
+            ("latency_cycles", "latency {} cycles"), ("luts", "{} LUTs"), ("ffs", "{} FFs"),
+            ("bram_blocks", "{} block RAMs"), ("logic_cells", "{} logic cells"),
+            ("fmax_mhz", "Fmax {} MHz"), ("bitstream_bytes", "{} bytes"))
+
+
+def _stage_text(stage: dict) -> str:
+    """One stage of the report: name, time and its figures (``report["stages"]``)."""
+    figures = [text.format(stage[key]) for key, text in _FIGURES
+               if stage.get(key) is not None]
+    status = "" if stage.get("status", "ok") == "ok" else f" [red]{stage['status']}[/red]"
+    more = f": {', '.join(figures)}" if figures else ""
+    return f"{stage['name']} {stage['seconds']:.1f} s{status}{more}"
 
 
 def print_run(summary: dict, console: Console | None = None) -> None:
@@ -73,3 +100,44 @@ def print_run(summary: dict, console: Console | None = None) -> None:
     if summary.get("unframed_bytes"):
         table.add_row("line noise", f"{summary['unframed_bytes']} unframed bytes skipped")
     console.print(table)
+
+
+def plot_breakdown(report: dict, path) -> None:
+    """Write a PNG bar chart of where the design's cells go (``report["breakdown"]``), so
+    what to shrink shows at a glance.
+
+    Raises
+    ------
+    UserError
+        Without matplotlib, or when the report has no breakdown.
+    """
+    import io
+
+    from lgn_fpga.errors import UserError
+    from lgn_fpga.files import atomic_write
+
+    parts = report.get("breakdown", {}).get("rtl_cells")
+    if not parts:
+        raise UserError("--plot: the build report has no cell breakdown")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install matplotlib") from None
+    fig, ax = plt.subplots(figsize=(6, 2.2))
+    names = list(parts)[::-1]
+    ax.barh(names, [parts[n] for n in names], color=["#8c8c8c", "#e8a33c", "#3c7be8"])
+    total = max(1, sum(parts.values()))
+    for y, n in enumerate(names):
+        ax.text(parts[n], y, f" {parts[n]} ({100 * parts[n] / total:.0f}%)", va="center")
+    ax.set_xlabel("RTL cells before synthesis (yosys stat)")
+    ax.set_title(f"{report['board']}: {report['model']['built_gates']} gates, "
+                 f"{report['top']} top", fontsize=10)
+    ax.set_xlim(0, max(parts.values()) * 1.35)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())

@@ -7,13 +7,54 @@ import sys
 
 import click
 
-from lgn_fpga.cli.util import echo_json, load_array, load_model, model_argument
+from lgn_fpga.cli.util import (
+    check_memory,
+    check_outputs,
+    echo_json,
+    load_array,
+    load_model,
+    model_argument,
+)
 from lgn_fpga.errors import UserError
 from lgn_fpga.gateware.core import DEFAULT_PIPELINE
 
 pipeline_option = click.option(
-    "--pipeline", type=click.IntRange(min=1), default=DEFAULT_PIPELINE, show_default=True,
-    help="Gate layers between pipeline registers.")
+    "--pipeline", type=click.IntRange(min=1), default=None,
+    help="Gate layers between pipeline registers [default: with --board, what `build "
+         f"--board` uses (the profile's value at the board clock); else {DEFAULT_PIPELINE}, "
+         "the one default of simulate, export and sim-board].")
+board_option = click.option(
+    "--board", "-b", default=None,
+    help="Use exactly the design `build --board BOARD` makes: its pipeline and core.")
+freq_option = click.option(
+    "--freq", "freq_mhz", type=click.FloatRange(min=1), default=None,
+    help="With --board: the clock `build --freq` would use (it picks the pipeline).")
+
+
+def design_options(graph, *, board=None, pipeline=None, freq_mhz=None, optimize=True,
+                   core="parallel", lanes=None) -> dict:
+    """The core options to simulate or export: with ``board`` those ``build --board`` would
+    use (:func:`lgn_fpga.flow.build.board_pipeline`, and its core choice), else the shared
+    default pipeline. ``source`` says where they came from."""
+    if board is None:
+        if freq_mhz is not None:
+            raise UserError("--freq needs --board (it picks the board's pipeline)")
+        return {"pipeline": pipeline or DEFAULT_PIPELINE,
+                "core": "folded" if core == "folded" else "parallel", "lanes": lanes or 1,
+                "source": "given" if pipeline else "default"}
+    from lgn_fpga.flow import profiles
+    from lgn_fpga.flow.build import board_core, board_pipeline
+    from lgn_fpga.net.optimize import design_graph
+
+    profile = profiles.get(board)
+    chosen = board_pipeline(profile, pipeline, freq_mhz)
+    kind, lanes_chosen = core, lanes or 1
+    if core == "auto":
+        net, _ = design_graph(graph, optimize=optimize)
+        kind, lanes_chosen = board_core(net, profile, pipeline=chosen, core=core, lanes=lanes)
+    return {"pipeline": chosen, "core": kind, "lanes": lanes_chosen or 1,
+            "source": f"build --board {profile.name}"
+                      + (f" --freq {freq_mhz:g}" if freq_mhz else "")}
 no_optimize_option = click.option(
     "--no-optimize", is_flag=True,
     help="Build the net as given (default: remove dead gates, constants and duplicates first).")
@@ -36,7 +77,7 @@ def _parse_fault(text: str | None) -> tuple[int, int] | None:
                    "checked against the model first). Default: random vectors.")
 @click.option("--vectors", "count", type=click.IntRange(min=1), default=100, show_default=True,
               help="How many random vectors (without --inputs).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random vectors and of the idle-cycle schedule.")
 @pipeline_option
 @click.option("--engine", type=click.Choice(["pysim", "cxxrtl", "verilog", "netlist"]),
@@ -54,27 +95,42 @@ def _parse_fault(text: str | None) -> tuple[int, int] | None:
 @click.option("--fault", metavar="LAYER:GATE", hidden=True,
               help="Complement one gate in the built design (not in the golden model) to "
                    "prove the check catches it.")
+@click.option("--core", "core_kind", type=click.Choice(["parallel", "folded", "auto"]),
+              default="auto", show_default=True,
+              help="parallel: one input per clock; folded: the gates from block RAM, --lanes "
+                   "per clock (docs/folded.md); auto: what `build` picks with --board, else "
+                   "parallel.")
+@click.option("--lanes", type=click.IntRange(min=1), default=None,
+              help="Folded core: gates per clock (a power of two) [default: with --board what "
+                   "`build` picks, else 1].")
+@board_option
+@freq_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, no_optimize,
-             fault, as_json):
+             fault, core_kind, lanes, as_json, board=None, freq_mhz=None):
     """Stream vectors through the core, one per clock with idle gaps, cycle-accurately, and
     check every output against the golden model.
 
     Exits 0 when every output matches, 1 at a mismatch (the first failing vector is shown
-    with its expected and actual scores)."""
+    with its expected and actual scores). Prints the latency and the options used; a
+    compiled engine's compile time is reported apart from its simulation rate."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
         TextColumn,
-        TimeRemainingColumn,
+        TimeElapsedColumn,
     )
 
     from lgn_fpga.verify.simulate import random_bits
     from lgn_fpga.verify.simulate import simulate as run_simulation
 
+    check_outputs(vcd)
     graph = load_model(model)
+    if inputs_path is None:
+        # the bits, the schedule, golden and simulated scores: ~4 bytes per input bit and
+        # class score of every vector, checked before any is made
+        check_memory(count * (graph.inputs + 8 * graph.classes + 64) * 4, f"--vectors {count}")
     if inputs_path is not None and str(inputs_path).endswith(".npz"):
         from lgn_fpga.net import vectors
 
@@ -85,15 +141,19 @@ def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, n
         bits = load_array(inputs_path, "--inputs")
     else:
         bits = random_bits(graph.inputs, count, seed)
+    design = design_options(graph, board=board, pipeline=pipeline, freq_mhz=freq_mhz,
+                            optimize=not no_optimize, core=core_kind, lanes=lanes)
+    pipeline, core_kind, lanes = design["pipeline"], design["core"], design["lanes"]
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("cycles"), TimeRemainingColumn(),
+    # A compile has no cycle count yet: show its step and the elapsed time, not "0/?".
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
                   console=console, transient=True,
                   disable=as_json or not console.is_terminal) as progress:
-        task = progress.add_task(f"{engine}", total=None)
+        task = progress.add_task(f"{engine}", total=None, counts="")
 
         def on_progress(done, total):
-            progress.update(task, completed=done, total=total)
+            progress.update(task, completed=done, total=total, counts=f"{done}/{total} cycles")
 
         def on_status(text):
             progress.update(task, description=f"{engine}: {text}")
@@ -101,15 +161,23 @@ def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, n
         result = run_simulation(
             graph, bits, pipeline=pipeline, engine=engine, optimize=not no_optimize,
             gap_rate=gap_rate, seed=seed, vcd=vcd, fault=_parse_fault(fault),
-            progress=on_progress, status=on_status)
+            progress=on_progress, status=on_status,
+            core="folded" if core_kind == "folded" else "parallel", lanes=lanes)
+    used = (f"{core_kind} core" + (f", {lanes} lane(s)" if core_kind == "folded" else
+                                   f", pipeline {pipeline}")
+            + f", {'not ' if no_optimize else ''}optimized ({design['source']})")
+    compiled = ""
+    if "build_seconds" in result.extra:  # a compiled engine: its compile is not its rate
+        compiled = (f"; model compiled in {result.extra['build_seconds']:.1f} s"
+                    if result.extra.get("compiled") else "; compiled model from the cache")
     if as_json:
-        echo_json(result.to_json())
+        echo_json({**result.to_json(), "options": design})
     elif result.passed:
         click.echo(f"PASS: {result.vectors} vectors in {result.cycles} cycles on {engine}, "
                    f"latency {result.latency_measured} (declared {result.latency_declared}), "
-                   f"{result.vectors_per_second:.0f} vectors/s")
+                   f"{result.vectors_per_second:.0f} vectors/s simulated{compiled}; {used}")
     else:
-        click.echo(f"FAIL on {engine}: {result.mismatch.describe()}")
+        click.echo(f"FAIL on {engine}: {result.mismatch.describe()} ({used})")
     if vcd and not as_json:
         click.echo(f"waveform -> {vcd}", err=True)
     if not result.passed:
@@ -118,22 +186,33 @@ def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, n
 
 @click.command()
 @model_argument
-@click.option("--format", "fmt", type=click.Choice(["verilog", "rtlil"]), required=True,
-              help="Output language.")
+@click.option("--format", "fmt", type=click.Choice(["verilog", "rtlil", "c", "aiger", "aig"]),
+              required=True,
+              help="verilog/rtlil: the clocked core; c: the net, popcount and argmax as one "
+                   "self-contained C file (entry points documented in its header); "
+                   "aiger/aig: the net as an ASCII/binary AIGER and-inverter graph whose "
+                   "outputs are the last layer's bits in order.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="File to write.")
 @pipeline_option
 @click.option("--name", default="lgn_core", show_default=True, help="Module name.")
 @no_optimize_option
-def export(model, fmt, output, pipeline, name, no_optimize):
+@board_option
+@freq_option
+def export(model, fmt, output, pipeline, name, no_optimize, board=None, freq_mhz=None):
     """Write the core alone (no board top) as Verilog or RTLIL, with a header comment that
-    documents its ports and latency."""
-    from lgn_fpga.flow.export import export_file
+    documents its ports and latency; or the net alone as C (--format c) or AIGER."""
+    from lgn_fpga.flow.export import check_name, export_file
 
+    check_name(name)
+    check_outputs(output)
     graph = load_model(model)
-    export_file(graph, fmt, output, pipeline=pipeline, name=name, optimize=not no_optimize,
-                source=str(model))
-    click.echo(f"{fmt} -> {output}", err=True)
+    design = design_options(graph, board=board, pipeline=pipeline, freq_mhz=freq_mhz,
+                            optimize=not no_optimize)
+    export_file(graph, fmt, output, pipeline=design["pipeline"], name=name,
+                optimize=not no_optimize, source=str(model))
+    click.echo(f"{fmt} -> {output} (pipeline {design['pipeline']}, {design['source']})",
+               err=True)
 
 
 @click.command()
@@ -142,13 +221,15 @@ def export(model, fmt, output, pipeline, name, no_optimize):
               help="Vector set to write (.npz).")
 @click.option("--count", type=click.IntRange(min=1), default=256, show_default=True,
               help="Number of vectors.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def vectors(model, output, count, seed):
     """Write a golden vector set for MODEL: input bits with their expected scores and
     classes (used by tests, simulations and the board self test)."""
     from lgn_fpga.net import vectors as vec
 
+    check_outputs(output, suffixes=(".npz",))
     graph = load_model(model)
+    check_memory(count * (graph.inputs + 12 * graph.classes + 8) * 4, f"--count {count}")
     vs = vec.make(graph, count, seed=seed, model=str(model))
     vec.save(vs, output)
     click.echo(f"{len(vs)} vectors for model {graph.sha256()[:16]}... -> {output}", err=True)

@@ -25,13 +25,13 @@ def _require_torch():
         raise UserError(TORCH_MISSING)
 
 
-def reproduce_command(dataset, options, output) -> str:
-    """The exact command line that trains this model again."""
-    args = ["lgn-fpga", "train", "--dataset", dataset, "--arch", options.arch,
+def train_arguments(dataset, options, output, nproc: int = 1) -> list[str]:
+    """The ``lgn-fpga train`` arguments that train this model again."""
+    args = ["--dataset", dataset, "--arch", options.arch,
             "--epochs", str(options.epochs), "--thresholds", str(options.thresholds),
             "--tau", f"{options.tau:g}", "--lr", f"{options.lr:g}",
             "--batch-size", str(options.batch_size), "--seed", str(options.seed),
-            "--device", options.device]
+            "--device", options.device, "--val-fraction", f"{options.val_fraction:g}"]
     if options.encoding != "auto":
         args += ["--encoding", options.encoding]
     if options.schedule != "cosine":
@@ -44,8 +44,29 @@ def reproduce_command(dataset, options, output) -> str:
         args.append("--no-residual")
     elif options.residual is not True:
         args += ["--residual-logit", f"{options.residual:g}"]
-    args += ["-o", str(output)]
-    return shlex.join(args)
+    if options.locality:
+        args += ["--locality", str(options.locality)]
+    if options.locality_radius:
+        args += ["--locality-radius", str(options.locality_radius)]
+    if nproc > 1:
+        args += ["--nproc", str(nproc)]
+    return args + ["-o", str(output)]
+
+
+def reproduce_command(dataset, options, output, nproc: int = 1) -> str:
+    """The exact command line that trains this model again."""
+    return shlex.join(["lgn-fpga", "train", *train_arguments(dataset, options, output, nproc)])
+
+
+def _launch(nproc: int, args: list[str]) -> None:
+    """Run ``python -m lgn_fpga.train ARGS`` in ``nproc`` processes under torchrun."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "lgn_fpga.train", *args]
+    code = subprocess.run(command).returncode
+    if code:
+        raise UserError(f"--nproc {nproc}: the training processes failed (exit {code})")
 
 
 @click.command()
@@ -81,15 +102,64 @@ def reproduce_command(dataset, options, output) -> str:
               help="Add uniform noise of up to this much to raw training features before "
                    "encoding (fresh every batch).")
 @click.option("--eval-every", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Measure the discretized test accuracy every this many epochs.")
+              help="Measure the discretized validation accuracy every this many epochs.")
+@click.option("--val-fraction", type=click.FloatRange(min=0, max=1, max_open=True),
+              default=0.1, show_default=True,
+              help="Fraction of the training split held out (stratified, seed 0) to choose "
+                   "configurations on; the test split is scored once, at the end.")
+@click.option("--locality", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="W", help="Local wiring: each dense gate reads inputs within ±W of its "
+                   "proportional position in the previous layer (image inputs: a pixel "
+                   "neighbourhood, all thresholds). 0 = uniform random wiring.")
+@click.option("--locality-radius", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="R", help="With --locality, the pixel radius for dense layers reading "
+                   "an image (0: about as many inputs as the ±W window).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes (torchrun; gloo on CPU, one GPU each on cuda). "
+                   "Same seed and --batch-size (global), same net as 1 process.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write training curves (.png).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.json or .npz).")
 def train(dataset, arch, epochs, thresholds, encoding, tau, lr, batch_size, schedule, seed, device,
-          no_residual, residual_logit, shift, jitter, eval_every, plot, output):
+          no_residual, residual_logit, shift, jitter, eval_every, val_fraction, locality,
+          locality_radius, nproc, plot, output):
     """Train a logic gate network, harden it and write the gate graph; the meta records the
-    dataset, split, options, hardened test accuracy (golden model) and the command."""
+    dataset, split, options, hardened validation and test accuracy (golden model) and the
+    command."""
     _require_torch()
+    import os
+
+    from lgn_fpga.train.data import load
+    from lgn_fpga.train.options import TrainOptions, parse_arch
+
+    if not output.endswith((".json", ".npz")):
+        raise UserError(f"{output}: model files end in .json or .npz")
+    parse_arch(arch)  # a bad --arch fails before the dataset loads
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set when torchrun started us
+    launch = nproc > 1 and world == 1
+    if device == "cuda" or not launch:
+        # torch is imported here, not in a launcher for CPU processes: each import costs
+        # seconds, and the processes import it anyway
+        from lgn_fpga.train.loop import cuda_available, cuda_devices
+
+        if device == "cuda" and not cuda_available():
+            raise UserError("--device cuda: this torch sees no CUDA device")
+        if device == "cuda" and launch and cuda_devices() < nproc:
+            raise UserError(f"--nproc {nproc}: this machine has {cuda_devices()} CUDA devices")
+    data = load(dataset)
+    if parse_arch(arch)[-1] % data.classes:
+        raise UserError(f"--arch {arch}: the last layer must be a multiple of the "
+                        f"{data.classes} classes of {data.name}")
+    options = TrainOptions(arch=arch, epochs=epochs, thresholds=thresholds, encoding=encoding,
+                           tau=tau, lr=lr,
+                           batch_size=batch_size, schedule=schedule, seed=seed, device=device,
+                           residual=_residual(no_residual, residual_logit), shift=shift,
+                           jitter=jitter, eval_every=eval_every, val_fraction=val_fraction,
+                           locality=locality, locality_radius=locality_radius)
+    if launch:
+        args = train_arguments(dataset, options, output)
+        _launch(nproc, args + (["--plot", plot] if plot else []))
+        return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -101,34 +171,19 @@ def train(dataset, arch, epochs, thresholds, encoding, tau, lr, batch_size, sche
     )
 
     from lgn_fpga.net import graph as gg
-    from lgn_fpga.train.data import load
-    from lgn_fpga.train.loop import TrainOptions, cuda_available, torch_threads
+    from lgn_fpga.train.loop import torch_threads
     from lgn_fpga.train.loop import train as run_training
-    from lgn_fpga.train.net import parse_arch
 
-    if not output.endswith((".json", ".npz")):
-        raise UserError(f"{output}: model files end in .json or .npz")
-    parse_arch(arch)  # a bad --arch fails before the dataset loads
-    if device == "cuda" and not cuda_available():
-        raise UserError("--device cuda: this torch sees no CUDA device")
-    data = load(dataset)
-    if parse_arch(arch)[-1] % data.classes:
-        raise UserError(f"--arch {arch}: the last layer must be a multiple of the "
-                        f"{data.classes} classes of {data.name}")
-    options = TrainOptions(arch=arch, epochs=epochs, thresholds=thresholds, encoding=encoding,
-                           tau=tau, lr=lr,
-                           batch_size=batch_size, schedule=schedule, seed=seed, device=device,
-                           residual=_residual(no_residual, residual_logit), shift=shift,
-                           jitter=jitter, eval_every=eval_every)
-    command = reproduce_command(dataset, options, output)
+    command = reproduce_command(dataset, options, output, world)
+
     def describe(stats):
         text = f"loss {stats['loss']:.4f} train {stats['train_accuracy']:.2%}"
-        if "test_accuracy" in stats:
-            text += f" test(hard) {stats['test_accuracy']:.2%}"
+        if "val_accuracy" in stats:
+            text += f" val(hard) {stats['val_accuracy']:.2%}"
         return text
 
     meta = {"command": command, "threads": torch_threads()}
-    if not sys.stderr.isatty():
+    if not sys.stderr.isatty() or world > 1:
         # a log file gets one line per epoch, not a redrawn bar
         def log(epoch, stats):
             click.echo(f"epoch {epoch}/{epochs} {describe(stats)}", err=True)
@@ -144,10 +199,15 @@ def train(dataset, arch, epochs, thresholds, encoding, tau, lr, batch_size, sche
                 bar.update(task, advance=1, stats=describe(stats))
 
             result = run_training(data, options, progress=progress, meta=meta)
+    if result is None:  # not rank 0 of a data-parallel run: rank 0 writes the model
+        return
     gg.save(result.graph, output)
     if plot:
         _plot(result.history, plot, f"{data.name} {arch}")
-    click.echo(f"hardened test accuracy {result.test_accuracy:.2%} ({len(data.y_test)} "
+    val = ""
+    if result.val_accuracy is not None:
+        val = f"validation {result.val_accuracy:.2%} ({result.graph.meta['val_samples']}), "
+    click.echo(f"hardened {val}test accuracy {result.test_accuracy:.2%} ({len(data.y_test)} "
                f"samples), {result.graph.gates} gates, {result.seconds:.0f} s -> {output}",
                err=True)
 
@@ -173,7 +233,7 @@ def _plot(history, path, title):
     left.set_xlabel("epoch")
     left.set_ylabel("training loss (relaxed)")
     right.plot(history.epoch, history.train_accuracy, label="train (relaxed)")
-    right.plot(history.epoch, history.test_accuracy, label="test (discretized)")
+    right.plot(history.epoch, history.val_accuracy, label="validation (discretized)")
     right.set_xlabel("epoch")
     right.set_ylabel("accuracy")
     right.legend()
@@ -253,4 +313,36 @@ def import_difflogic(state, output, indices, inputs, classes, tau, encoding):
                f"-> {output}", err=True)
 
 
-COMMANDS = [train, evaluate, import_difflogic]
+@click.command("import-torchlogix")
+@click.argument("model", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (.json or .npz).")
+@click.option("--classes", type=click.IntRange(min=1),
+              help="GroupSum k, where MODEL does not record it (a state dict, a circuit "
+                   "without sum nodes).")
+@click.option("--parametrization", type=click.Choice(["raw", "warp", "light"]),
+              help="The gates' weight parametrization, for a state dict with (out, 4) "
+                   "weights (warp and light look alike).")
+@click.option("--temperature-softplus", type=click.FloatRange(min=0), default=0.1,
+              show_default=True,
+              help="LearnableBinarization's temperature_softplus, for a state dict.")
+def import_torchlogix(model, output, classes, parametrization, temperature_softplus):
+    """Convert a net trained with torchlogix 0.2.x into a gate graph: its circuit JSON
+    (Circuit.write_json, raw or simplified), a state dict, or a pickled model (read with an
+    allow-list: no code from the file runs). torchlogix itself is not needed; dense models
+    only for now."""
+    from lgn_fpga.cli.util import check_outputs
+    from lgn_fpga.net import graph as gg
+
+    check_outputs(output, suffixes=(".json", ".npz"))
+    # torch is imported only for .pt files (a circuit JSON or .npz needs numpy alone)
+    from lgn_fpga.train import torchlogix_import as tli
+
+    graph = tli.load(model, classes=classes, parametrization=parametrization,
+                     temperature_softplus=temperature_softplus)
+    gg.save(graph, output)
+    click.echo(f"{graph.depth} layers, {graph.gates} gates, {graph.classes} classes "
+               f"-> {output}", err=True)
+
+
+COMMANDS = [train, evaluate, import_difflogic, import_torchlogix]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -21,16 +23,120 @@ def load_model(model):
     return gg.load(resolve(model))
 
 
-def load_array(path, what: str) -> np.ndarray:
+def memory_budget() -> int:
+    """Bytes one input array, or the vectors of one command, may take: a quarter of this
+    machine's memory, or ``$LGN_FPGA_MAX_BYTES``.
+
+    Raises
+    ------
+    UserError
+        ``$LGN_FPGA_MAX_BYTES`` is not a positive integer.
+    """
+    text = os.environ.get("LGN_FPGA_MAX_BYTES")
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UserError(f"$LGN_FPGA_MAX_BYTES = {text!r} must be a positive integer")
+        return value
     try:
-        arr = np.load(path, allow_pickle=False)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse work that would need more than :func:`memory_budget` bytes, before allocating.
+
+    Raises
+    ------
+    UserError
+        Naming ``what``, the bytes it needs and the budget.
+    """
+    budget = memory_budget()
+    if nbytes > budget:
+        raise UserError(f"{what} needs about {nbytes / 2**20:.0f} MiB, over the limit of "
+                        f"{budget / 2**20:.0f} MiB (a quarter of this machine's memory; "
+                        f"set $LGN_FPGA_MAX_BYTES to change it)")
+
+
+def load_array(path, what: str) -> np.ndarray:
+    """A numeric ``.npy`` array (no pickles), checked from its header against
+    :func:`memory_budget` before its data is read; NaN and infinities are refused.
+
+    Raises
+    ------
+    UserError
+        No such file, a folder, an unreadable or truncated file, an ``.npz``, a non-numeric
+        dtype, an empty array, non-finite values, or too big an array.
+    """
+    from lgn_fpga.net.graph import read_npy
+
+    where = f"{path} ({what})"
+    try:
+        if os.path.isdir(path):
+            raise UserError(f"{where}: is a folder, not a .npy file")
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                raise UserError(f"{where}: must be a single .npy array, not an .npz archive")
+            f.seek(0)
+            # 8 bytes per element: what float64 / int64 data becomes downstream at most
+            arr = read_npy(f, where, max_elements=memory_budget() // 8, kinds="biuf",
+                           hint=" (a quarter of this machine's memory at 8 bytes each; "
+                                "set $LGN_FPGA_MAX_BYTES to change it)")
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable .npy array ({e})") from None
-    if isinstance(arr, np.lib.npyio.NpzFile):
-        raise UserError(f"{path}: {what} must be a single .npy array, not an .npz archive")
+    except OSError as e:
+        raise UserError(f"{where}: cannot read ({e.strerror or e})") from None
+    if arr.size == 0:
+        raise UserError(f"{where}: is empty (shape {arr.shape})")
+    if arr.dtype.kind == "f":
+        bad = np.argwhere(~np.isfinite(arr))
+        if len(bad):
+            place = ", ".join(map(str, bad[0]))
+            raise UserError(f"{where}: [{place}] = {arr[tuple(bad[0])]}: values must be "
+                            f"finite numbers")
     return arr
+
+
+def check_outputs(*paths, suffixes: tuple[str, ...] | None = None) -> None:
+    """Check every output path can be written (its folder exists and is writable, it is not
+    a folder itself, its suffix is right) before any output is written, so a bad second
+    path never leaves the first one overwritten.
+
+    Raises
+    ------
+    UserError
+        Naming the first path that cannot be written.
+    """
+    seen = set()
+    for path in paths:
+        if path is None:
+            continue
+        text = str(path)
+        if suffixes and not text.endswith(suffixes):
+            raise UserError(f"{path}: name the file *{' or *'.join(suffixes)}")
+        full = os.path.abspath(text)
+        if full in seen:
+            raise UserError(f"{path}: named as two different outputs")
+        seen.add(full)
+        folder = os.path.dirname(full)
+        if os.path.isdir(full):
+            raise UserError(f"{path}: is a folder")
+        if not os.path.isdir(folder):
+            what = "is not a folder" if os.path.exists(folder) else "does not exist"
+            raise UserError(f"{path}: folder {os.path.dirname(text) or '.'} {what}")
+        # Try it: permission bits say nothing for root, nor for read-only mounts.
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{os.path.basename(full)}.", suffix=".probe",
+                                         dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise UserError(f"{path}: folder {os.path.dirname(text) or '.'} is not writable "
+                            f"({e.strerror or e})") from None
 
 
 def save_array(path, arr: np.ndarray) -> None:
@@ -41,6 +147,7 @@ def save_array(path, arr: np.ndarray) -> None:
 
     if not str(path).endswith(".npy"):
         raise UserError(f"{path}: output arrays are written as .npy; name the file *.npy")
+    check_outputs(path)
     buf = io.BytesIO()
     np.save(buf, arr)
     atomic_write(path, buf.getvalue())

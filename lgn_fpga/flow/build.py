@@ -11,6 +11,7 @@ statistics, placement utilization and Fmax from nextpnr's ``--report`` JSON.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,16 +29,19 @@ from pathlib import Path
 from lgn_fpga.errors import UserError
 from lgn_fpga.files import atomic_write
 from lgn_fpga.flow import profiles as board_profiles
+from lgn_fpga.flow.fit import (  # noqa: F401  (re-exported: the fit estimate lives in fit.py)
+    LUTS_PER_LOGIC_GATE,
+    UART_OVERHEAD_FFS,
+    UART_OVERHEAD_LUTS,
+    check_fit,
+    estimate,
+)
 from lgn_fpga.flow.toolchain import ABC_FALLBACK, tool_env
 from lgn_fpga.net.graph import GateGraph
 
 TOPS = ("uart", "bist")
 DEFAULT_BAUD = 115200
 DEFAULT_BIST_VECTORS = 256
-# Receiver, sender, result FIFO, UARTs, heartbeat: measured on iCE40 with a 107-gate net as
-# 701 LUT4 and 724 FFs in all, of which the net and its head are ~150 of each.
-UART_OVERHEAD_LUTS = 550
-UART_OVERHEAD_FFS = 550
 
 
 @dataclass
@@ -55,66 +59,151 @@ class BuildOptions:
     vector_set: str | None = None
     allow_timing_fail: bool = False
     force: bool = False
+    core: str = "auto"          # parallel | folded | auto (docs/folded.md)
+    lanes: int | None = None    # folded core: gates per clock (None: the most that fit)
 
 
-# -- fit ----------------------------------------------------------------------------------
+# -- the folded core ------------------------------------------------------------------------
 
-#: LUT4s per logic gate after Yosys/ABC packing, measured on random nets (docs/boards.md).
-LUTS_PER_LOGIC_GATE = 0.75
+CORES = ("parallel", "folded", "auto")
+#: ``--core auto`` builds the parallel core only when its estimate stays below this share of
+#: the device. The estimate already runs high (digits on the UP5K: ~4430 cells estimated,
+#: 3049 placed), so 90% of it leaves a real margin.
+FIT_MARGIN = 0.9
+#: Folded core logic besides the input shift register (one LUT + FF per input bit): the FSM,
+#: counters, program/store addressing, the op mux and the head; per lane the op mux and the
+#: operand bit selects. Calibrated on the digits build (docs/folded.md).
+FOLDED_BASE_LUTS = 120
+FOLDED_BASE_FFS = 100
+FOLDED_LANE_LUTS = 12
 
 
-def estimate(graph: GateGraph, profile, *, top: str, pipeline: int, vectors: int = 0,
-             score_width: int | None = None) -> dict:
-    """LUTs, FFs and block RAM bits the design should need, from the net's shape alone."""
+def estimate_folded(graph: GateGraph, profile, *, top: str, lanes: int, vectors: int = 0,
+                    score_width: int | None = None) -> dict:
+    """What the folded core (:class:`~lgn_fpga.gateware.folded.FoldedCore`) with ``lanes``
+    lanes should need, in the same keys as :func:`estimate` plus its block RAMs and cycle
+    count. Block RAM is counted in whole blocks (the program and the 2 P value-store copies
+    each round up to blocks of the device's aspect ratios) and reported as bits of those
+    blocks, so :func:`check_fit` compares like with like."""
+    from lgn_fpga.gateware.folded import fold_plan, plan_blocks
     from lgn_fpga.net.optimize import logic_gates
 
-    logic = logic_gates(graph)
+    plan = fold_plan(graph, lanes)
     sw = score_width or graph.score_width
-    head_luts = graph.outputs + graph.classes * sw * 2  # popcount trees + comparators
-    luts = int(logic * LUTS_PER_LOGIC_GATE) + head_luts
-    registered = sum(w for n, w in enumerate(graph.widths)
-                     if (n + 1) % pipeline == 0 or n == graph.depth - 1)
-    # The popcount trees register every level: about 1.5 FFs per class bit in all
-    # (measured: 10857 FFs for a 24000-gate random net with 3000 class bits on ECP5).
-    ffs = registered + 3 * graph.outputs // 2 + graph.classes * sw * 2
-    bram_bits = 0
+    head = graph.classes * sw
+    luts = (graph.inputs + FOLDED_BASE_LUTS + FOLDED_LANE_LUTS * lanes
+            + 2 * lanes * (lanes - 1) + 2 * head)
+    ffs = graph.inputs + FOLDED_BASE_FFS + 2 * head + 8 * lanes
+    block_bits = profile.bram_bits // max(1, profile.bram_blocks)
+    blocks = plan_blocks(plan, profile.family)
+    if blocks is None:  # no aspect-ratio table: count bits
+        blocks = -(-(plan.program_bits + plan.store_bits) // block_bits)
+    vector_bits = 0
     if top == "uart":
         luts += UART_OVERHEAD_LUTS + graph.inputs
         ffs += UART_OVERHEAD_FFS + 2 * graph.inputs
+        # The UART top's result FIFO sits in block RAM too: measured 4 SB_RAM40_4K for the
+        # 96-bit results of digits (Yosys packs 8 x 96 tighter than one 16-bit block per
+        # 16 bits); DP16KD are 36 bits wide.
+        result_bits = 8 * (2 + graph.classes * -(-sw // 8))
+        blocks += -(-result_bits // 24) if profile.family == "ice40" else -(-result_bits // 36)
     else:
-        bram_bits = vectors * (graph.inputs + graph.class_width + graph.classes * sw)
+        vector_bits = vectors * (graph.inputs + graph.class_width + graph.classes * sw)
         luts += UART_OVERHEAD_LUTS
         ffs += UART_OVERHEAD_FFS
+    bram_bits = blocks * block_bits + vector_bits
     if profile.family == "ice40":
-        # An iCE40 logic cell is one LUT4 plus one FF, and nextpnr pairs only a LUT with the
-        # FF it feeds: measured (3000-gate random net on the UP5K: 2015 LUTs, 2754 FFs,
-        # 3436 cells), about two thirds of the smaller count pair up.
         cells = max(luts, ffs) + min(luts, ffs) // 3
     else:
-        cells = luts  # ECP5 slices hold LUTs and FFs separately
-    return {"gates": graph.gates, "logic_gates": logic, "luts": luts, "ffs": ffs,
+        cells = luts
+    return {"gates": graph.gates, "logic_gates": logic_gates(graph), "luts": luts, "ffs": ffs,
             "cells": cells, "bram_bits": bram_bits, "capacity_luts": profile.luts,
-            "capacity_ffs": profile.ffs, "capacity_bram_bits": profile.bram_bits}
+            "capacity_ffs": profile.ffs, "capacity_bram_bits": profile.bram_bits,
+            "core": "folded", "lanes": lanes, "program_rows": plan.rows,
+            "program_bits": plan.program_bits, "store_bits": plan.store_bits,
+            "bram_blocks": blocks, "capacity_bram_blocks": profile.bram_blocks,
+            "cycles_per_inference": plan.cycles_per_inference}
 
 
-def check_fit(est: dict, profile) -> None:
-    """One line naming the numbers when the design cannot fit the device."""
+def fits(est: dict, margin: float = 1.0) -> bool:
+    """Whether an estimate leaves ``1 - margin`` of every resource free."""
+    return (est["cells"] <= margin * est["capacity_luts"]
+            and est["luts"] <= margin * est["capacity_luts"]
+            and est["ffs"] <= margin * est["capacity_ffs"]
+            and est["bram_bits"] <= margin * est["capacity_bram_bits"])
+
+
+def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top: str,
+                pipeline: int, vectors: int, score_width: int) -> tuple[str, int, dict, str]:
+    """(kind, lanes, estimate, why): the parallel core when asked, or with ``auto`` when it
+    fits with :data:`FIT_MARGIN` to spare; else the folded core with ``lanes`` lanes, or
+    the most lanes (up to 8) whose estimate fits with the same margin (at least 1).
+
+    Raises
+    ------
+    UserError
+        For an unknown kind or a lane count that is not a power of two up to 16.
+    """
+    from lgn_fpga.gateware.folded import MAX_LANES
+
+    if kind not in CORES:
+        raise UserError(f"--core must be one of {', '.join(CORES)}, got {kind!r}")
+    if lanes is not None and not (1 <= lanes <= MAX_LANES and lanes & (lanes - 1) == 0):
+        raise UserError(f"--lanes must be a power of two from 1 to {MAX_LANES}, got {lanes}")
+    par = estimate(graph, profile, top=top, pipeline=pipeline, vectors=vectors,
+                   score_width=score_width)
+    if kind == "parallel":
+        return "parallel", 0, par, "asked for with --core parallel"
+    if kind == "auto" and fits(par, FIT_MARGIN):
+        return "parallel", 0, par, (f"fits with margin: ~{par['cells']} of "
+                                    f"{par['capacity_luts']} logic cells")
+    why = ("asked for with --core folded" if kind == "folded" else
+           f"the parallel core needs ~{par['cells']} logic cells, more than "
+           f"{FIT_MARGIN:.0%} of {par['capacity_luts']}")
+    if lanes is None:
+        lanes = 1
+        for p in (2, 4, 8):
+            if not fits(estimate_folded(graph, profile, top=top, lanes=p, vectors=vectors,
+                                        score_width=score_width), FIT_MARGIN):
+                break
+            lanes = p
+    est = estimate_folded(graph, profile, top=top, lanes=lanes, vectors=vectors,
+                          score_width=score_width)
+    est["parallel"] = {k: par[k] for k in ("luts", "ffs", "cells", "bram_bits")}
+    return "folded", lanes, est, why
+
+
+def check_fit_folded(est: dict, profile) -> None:
+    """One line with the numbers when even the folded core cannot fit the device.
+
+    Raises
+    ------
+    UserError
+        Naming the block RAMs (program rows x bits) and logic needed against the device's.
+    """
+    if fits(est):
+        return
+    par = est.get("parallel")
+    parallel = ""
+    if par is not None:  # the numbers of the parallel core, in check_fit's words
+        need = [f"~{par['luts']} LUTs needed, {est['capacity_luts']} available"]
+        if par["ffs"] > est["capacity_ffs"]:
+            need.append(f"~{par['ffs']} FFs needed, {est['capacity_ffs']} available")
+        parallel = f" ({est['logic_gates']} logic), parallel: {'; '.join(need)};"
     problems = []
-    if est["luts"] > est["capacity_luts"]:
-        problems.append(f"~{est['luts']} LUTs needed, {est['capacity_luts']} available")
-    elif est["cells"] > est["capacity_luts"]:
-        problems.append(f"~{est['cells']} logic cells needed ({est['luts']} LUTs, "
-                        f"{est['ffs']} FFs), {est['capacity_luts']} available")
+    if est["bram_bits"] > est["capacity_bram_bits"]:
+        problems.append(f"the program ({est['program_rows']} rows, {est['program_bits']} bits) "
+                        f"and value store ({est['store_bits']} bits) need "
+                        f"~{est['bram_blocks']} block RAMs, {est['capacity_bram_blocks']} "
+                        f"available")
+    if est["cells"] > est["capacity_luts"] or est["luts"] > est["capacity_luts"]:
+        problems.append(f"~{est['cells']} logic cells needed, {est['capacity_luts']} available")
     if est["ffs"] > est["capacity_ffs"]:
         problems.append(f"~{est['ffs']} FFs needed, {est['capacity_ffs']} available")
-    if est["bram_bits"] > est["capacity_bram_bits"]:
-        problems.append(f"{est['bram_bits']} block RAM bits needed, "
-                        f"{est['capacity_bram_bits']} available")
-    if problems:
-        raise UserError(
-            f"the net does not fit {profile.name} ({profile.device}): {est['gates']} gates "
-            f"({est['logic_gates']} logic), {'; '.join(problems)}; use a bigger board, a "
-            f"smaller net or fewer --vectors (--force builds anyway)")
+    raise UserError(
+        f"the net does not fit {profile.name} ({profile.device}): {est['gates']} gates"
+        f"{parallel or ','} even folded ({est['lanes']} lane(s)): {'; '.join(problems)}; use "
+        f"a bigger board or a smaller net (--force builds anyway)")
 
 
 # -- tool output --------------------------------------------------------------------------
@@ -250,20 +339,312 @@ def _bist_vectors(opts: BuildOptions, graph: GateGraph, count: int):
     return vset, source
 
 
-def _run_stage(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+#: nextpnr and Yosys log lines that say how far a tool has come, and what to show for them.
+_PROGRESS_LINES = (
+    (re.compile(r"at initial placer iter (\d+), wirelen = (\d+)"),
+     "placing (initial) iteration {0}, wirelength {1}"),
+    (re.compile(r"at iteration #(\d+), type \S+: wirelen solved = \d+, spread = \d+, "
+                r"legal = (\d+)"),
+     "placing (analytic) iteration {0}, wirelength {1}"),
+    (re.compile(r"at iteration #(\d+): temp = [\d.]+, timing cost = \d+, wirelen = (\d+)"),
+     "placing (annealing) iteration {0}, wirelength {1}"),
+    (re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|"),
+     "routing iteration {0}, {1} arcs unrouted"),
+    (re.compile(r"iter=(\d+) wires=(\d+) overused=(\d+)"),
+     "routing iteration {0}: {2} overused wires"),
+    (re.compile(r"Max frequency for clock '[^']*': ([\d.]+) MHz"), "estimated Fmax {0} MHz"),
+    (re.compile(r"^\d+(?:\.\d+)*\.? Executing (\S+) pass"), "yosys: {0} pass"),
+)
+
+
+def progress_line(text: str) -> str | None:
+    """The progress of a tool, read from the newest lines of its log (``text``): placer or
+    router iteration, arcs left, estimated Fmax, or Yosys's current pass; None if none."""
+    found, fmax_text = None, None
+    for line in text.splitlines()[::-1]:
+        for pattern, template in _PROGRESS_LINES:
+            m = pattern.search(line)
+            if not m:
+                continue
+            shown = template.format(*m.groups())
+            if shown.startswith("estimated Fmax"):
+                fmax_text = fmax_text or shown
+            elif found is None:
+                found = shown
+            break
+        if found is not None and fmax_text is not None:
+            break
+    if found is None:
+        return fmax_text
+    if fmax_text and "routing" in found:  # the estimate after placement, while routing
+        return f"{found}; {fmax_text}"
+    return found
+
+
+#: What YoWASP prints before it compiles a tool's WebAssembly (once per tool version).
+_YOWASP_COMPILE = re.compile(r"Preparing to run (\S+)\. This might take a while")
+
+
+class _Watch:
+    """Reads the logs of a running stage: YoWASP's one-time compile note from the stage's
+    own output, the tool's progress from the log file the tool writes."""
+
+    def __init__(self, output: Path, logs: list[Path], emit):
+        self.output, self.logs, self.emit = output, logs, emit
+        self.offsets: dict[Path, int] = {}
+        self.tail: dict[Path, str] = {}
+        self.compiling: set[str] = set()
+        self.shown: str | None = None
+
+    def _new_text(self, path: Path) -> str:
+        try:
+            with open(path, "rb") as f:
+                f.seek(self.offsets.get(path, 0))
+                data = f.read()
+        except OSError:
+            return ""
+        self.offsets[path] = self.offsets.get(path, 0) + len(data)
+        return data.decode(errors="replace")
+
+    def poll(self) -> None:
+        for tool in _YOWASP_COMPILE.findall(self._new_text(self.output)):
+            if tool not in self.compiling:
+                self.compiling.add(tool)
+                self.emit(f"compiling the toolchain (once): {tool}'s WebAssembly is compiled "
+                          f"on its first run, about a minute; later builds skip this", "note")
+        for log in self.logs:
+            new = self._new_text(log)
+            if not new:
+                continue
+            # keep the last lines, so a line that arrives in two reads is still seen whole
+            self.tail[log] = (self.tail.get(log, "") + new)[-20000:]
+            shown = progress_line(self.tail[log])
+            if shown and shown != self.shown:
+                self.shown = shown
+                self.emit(shown, "progress")
+
+
+def _run_stage(script: str, cwd: Path, env: dict, *, output: Path | None = None,
+               logs: tuple[Path, ...] = (), emit=None,
+               poll: float = 0.5) -> subprocess.CompletedProcess:
     """Run one stage's shell lines in a process group of their own, so an interrupted build
     (Ctrl-C, or `kill`, which the CLI turns into the same) stops the tool itself and not
-    only the shell that started it."""
-    proc = subprocess.Popen(["sh", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    only the shell that started it. The output goes to ``output`` (kept with a failed
+    build's logs); while the stage runs, ``emit(text, state)`` hears its progress."""
+    output = output or cwd / "stage.log"
+    watch = _Watch(output, list(logs), emit) if emit is not None else None
+    with open(output, "w") as sink:
+        proc = subprocess.Popen(["sh", "-c", script], cwd=cwd, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=poll)
+                    break
+                except subprocess.TimeoutExpired:
+                    if watch is not None:
+                        watch.poll()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            raise
+    if watch is not None:
+        watch.poll()
+    text = output.read_text(errors="replace")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")
+
+
+# -- the output folder --------------------------------------------------------------------
+
+#: What a successful build leaves in its output folder (besides the bitstream).
+OUTPUTS = ("report.json", "top.rpt", "top.tim", "nextpnr-report.json")
+#: What a failed build keeps in ``<out>/failed/``: its report and every log.
+FAILED_KEEP = ("report.json", "top.rpt", "top.tim", "nextpnr-report.json", "*.log")
+LOCK_NAME = ".lock"
+
+
+def _lock(out: Path):
+    """An exclusive lock on ``out`` (a lock file inside it), so that two builds never write
+    into one folder; released when the returned file is closed (or the process ends)."""
     try:
-        out, err = proc.communicate()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        handle = open(out / LOCK_NAME, "a")
+    except OSError as e:
+        raise UserError(f"{out}: cannot write into the output folder ({e.strerror})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UserError(f"{out}: another build is writing into this folder (it holds "
+                        f"{out / LOCK_NAME}); wait for it to finish or choose another "
+                        f"--out") from None
+    return handle
+
+
+def _staging(out: Path) -> Path:
+    """A fresh staging folder inside ``out`` (same file system, so results move by rename);
+    leftovers of a build that was killed outright go first (we hold the lock)."""
+    for old in out.glob(".build-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+
+
+def _commit(staging: Path, out: Path, bitstream_name: str) -> None:
+    """Replace the previous build's outputs with this one's; the bitstream moves last."""
+    for old in (*OUTPUTS, "top.bin", "top.bit", "breakdown.png"):
+        with contextlib.suppress(FileNotFoundError):
+            (out / old).unlink()
+    shutil.rmtree(out / "failed", ignore_errors=True)  # it described an older run
+    for name in OUTPUTS:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+    os.replace(staging / bitstream_name, out / bitstream_name)
+
+
+def _keep_failed(staging: Path, out: Path, report: dict) -> Path:
+    """Move a failed run's logs and report into ``<out>/failed/`` (replacing an older one);
+    the previous good outputs in ``out`` stay as they were."""
+    keep = Path(tempfile.mkdtemp(prefix=".failed-", dir=out))
+    for pattern in FAILED_KEEP:
+        for path in staging.glob(pattern):
+            os.replace(path, keep / path.name)
+    atomic_write(keep / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    failed = out / "failed"
+    shutil.rmtree(failed, ignore_errors=True)
+    os.replace(keep, failed)
+    return failed
+
+
+def board_pipeline(profile, pipeline: int | None = None, freq_mhz: float | None = None) -> int:
+    """Gate layers per register stage of the core that ``build --board`` makes: ``pipeline``
+    if given, else the board profile's value when it runs at the board clock (a slow clock
+    leaves slack that sparser registers turn into free logic cells), else the core's
+    default. ``simulate --board`` and ``export --board`` call this too, so they describe the
+    design that is flashed; without a board all of them use ``DEFAULT_PIPELINE``."""
+    from lgn_fpga.gateware.core import DEFAULT_PIPELINE
+
+    at_board_clock = freq_mhz is None or freq_mhz * 1e6 <= profile.clock_hz
+    return pipeline or (profile.pipeline if at_board_clock else None) or DEFAULT_PIPELINE
+
+
+def board_core(graph: GateGraph, profile, *, pipeline: int, core: str = "auto",
+               lanes: int | None = None, top: str = "uart") -> tuple[str, int]:
+    """(core kind, lanes) that ``build --board`` chooses for the built net ``graph`` (the
+    UART top's fit; the BIST top's vectors are not counted)."""
+    from amaranth.utils import bits_for
+
+    kind, lanes, _, _ = choose_core(graph, profile, kind=core, lanes=lanes, top=top,
+                                    pipeline=pipeline, vectors=0,
+                                    score_width=bits_for(graph.group_size))
+    return kind, lanes
+
+
+def timing_hints(graph: GateGraph, profile, *, top: str, pipeline: int, vectors: int,
+                 score_width: int, fmax_mhz: float | None, core: str = "parallel") -> list[str]:
+    """What to try when timing fails, each checked first so that the build would accept it:
+    a shorter pipeline stage only if the parallel core (``core``: as ``--core`` chooses)
+    still passes the fit check with it, a lower clock only if the PLL can make it."""
+    from lgn_fpga.gateware.pll import ecp5_pll_params, ice40_pll_params
+
+    pll_params = ice40_pll_params if profile.family == "ice40" else ecp5_pll_params
+    hints = []
+    for shorter in range(1, pipeline):  # the shortest stage that still fits is the best bet
+        try:
+            kind, _, est, _ = choose_core(graph, profile, kind=core, lanes=None, top=top,
+                                          pipeline=shorter, vectors=vectors,
+                                          score_width=score_width)
+            if kind != "parallel":  # --pipeline would not reach the parallel core
+                continue
+            check_fit(est, profile)
+        except UserError:
+            continue
+        hints.append(f"try --pipeline {shorter} (fewer gate layers per register stage, a "
+                     f"shorter path)")
+        break
+    if fmax_mhz:
+        top_mhz = int(fmax_mhz)
+        for mhz in range(top_mhz, max(0, top_mhz // 2), -1):
+            if abs(mhz * 1e6 - profile.clock_hz) <= 1:
+                hints.append("drop --freq (the board clock meets timing)")
+                break
+            try:
+                if pll_params(profile.clock_hz, mhz * 1e6)["freq"] > fmax_mhz * 1e6:
+                    continue
+            except ValueError:
+                continue
+            hints.append(f"try --freq {mhz} (MHz, at or below the Fmax)")
+            break
+    hints.append("or pass --allow-timing-fail to keep the bitstream anyway")
+    return hints
+
+
+#: Yosys commands run right after reading the design, before synthesis flattens it: a
+#: read-only per-module cell count, from which the report says where the cells go.
+PARTS_STAT = "tee -q -o cells-by-module.json stat -json"
+PARTS = ("gate layers", "class head", "board top")
+
+
+def cell_parts(stat: dict) -> dict[str, int]:
+    """RTL cells (Yosys ``stat -json`` before flattening) per part of the design: the gate
+    layers (the core's own cells), the class head (popcount and argmax modules) and the
+    board top (UART or BIST, clocking, I/O: everything else)."""
+    parts = dict.fromkeys(PARTS, 0)
+    for name, module in stat.get("modules", {}).items():
+        path = name.lstrip("\\").split(".")
+        cells = module.get("num_cells", 0) - module.get("num_submodules", 0)
+        if any(p.startswith(("popcount", "argmax", "head")) for p in path):
+            parts["class head"] += cells
+        elif "core" in path:
+            parts["gate layers"] += cells
+        else:
+            parts["board top"] += cells
+    return parts
+
+
+def _stage_figures(name: str, folder: Path, profile, bitstream_name: str) -> dict:
+    """The figures a finished tool stage produced, read from its outputs in ``folder``."""
+    if name == "synth" and (folder / "top.rpt").exists():
+        stats = parse_yosys_stats((folder / "top.rpt").read_text(errors="replace"))
+        found = {}
+        if stats:
+            fam = profile.family
+            found = {"luts": sum(stats.get(c, 0) for c in LUT_CELLS[fam]),
+                     "ffs": sum(v for c, v in stats.items() if c.startswith(FF_PREFIX[fam])),
+                     "bram_blocks": sum(stats.get(c, 0) for c in BRAM_CELLS[fam])}
+        with contextlib.suppress(OSError, ValueError):
+            found["rtl_cells_by_part"] = cell_parts(
+                json.loads((folder / "cells-by-module.json").read_text()))
+        return found
+    if name == "place & route" and (folder / "nextpnr-report.json").exists():
+        try:
+            pnr = json.loads((folder / "nextpnr-report.json").read_text())
+        except ValueError:
+            return {}
+        achieved, _ = fmax(pnr)
+        cells = pnr.get("utilization", {}).get(PNR_LOGIC[profile.family], {})
+        return {"fmax_mhz": None if achieved is None else round(achieved, 2),
+                "logic_cells": cells.get("used"), "available": cells.get("available")}
+    if name == "pack" and (folder / bitstream_name).exists():
+        return {"bitstream_bytes": (folder / bitstream_name).stat().st_size}
+    return {}
+
+
+def _stage_list(times: dict, figures: dict, running: list, how: str = "ok") -> list[dict]:
+    """Every stage that ran, in order, with its time and figures; a stage cut short by a
+    failure or an interrupt last, marked so."""
+    stages = []
+    for name, seconds in times.items():
+        entry = {"name": name, "seconds": round(seconds, 2), "status": "ok"}
+        entry.update(figures.get(name, {}))
+        stages.append(entry)
+    if running:
+        stages.append({"name": running[0], "seconds": round(time.monotonic() - running[1], 2),
+                       "status": how})
+    return stages
 
 
 def _abc9_crashed(log: Path) -> bool:
@@ -311,11 +692,9 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
 
     from amaranth.utils import bits_for
 
-    from lgn_fpga.gateware.core import DEFAULT_PIPELINE, LogicNetCore
+    from lgn_fpga.gateware.core import LogicNetCore
 
-    at_board_clock = opts.freq_mhz is None or opts.freq_mhz * 1e6 <= profile.clock_hz
-    pipeline = (opts.pipeline or (profile.pipeline if at_board_clock else None)
-                or DEFAULT_PIPELINE)
+    pipeline = board_pipeline(profile, opts.pipeline, opts.freq_mhz)
     score_width = bits_for(graph.group_size)  # as the core computes it
     vectors = 0
     if opts.top == "bist":
@@ -324,10 +703,20 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
             class_width = max(1, (graph.classes - 1).bit_length())
             per = graph.inputs + class_width + graph.classes * score_width
             vectors = max(1, min(vectors, profile.bram_bits // 2 // per))
-    est = estimate(graph, profile, top=opts.top, pipeline=pipeline, vectors=vectors,
-                   score_width=score_width)
+    core_kind, lanes, est, core_why = choose_core(
+        graph, profile, kind=opts.core, lanes=opts.lanes, top=opts.top, pipeline=pipeline,
+        vectors=vectors, score_width=score_width)
+    if core_kind == "folded" and opts.top == "bist" and opts.vectors is None:
+        # The program and value store come first; the vectors get half of what is left.
+        per = graph.inputs + graph.class_width + graph.classes * score_width
+        left = est["capacity_bram_bits"] - (est["bram_bits"] - vectors * per)
+        vectors = max(1, min(vectors, max(0, left) // 2 // per))
+        est = estimate_folded(graph, profile, top=opts.top, lanes=lanes, vectors=vectors,
+                              score_width=score_width)
+    stage(f"core: {core_kind}" + (f", {lanes} lane(s)" if core_kind == "folded" else "")
+          + f" ({core_why})", "note")
     if not opts.force:
-        check_fit(est, profile)
+        (check_fit_folded if core_kind == "folded" else check_fit)(est, profile)
 
     # Clock: the board oscillator, or a PLL when --freq asks for another frequency.
     from lgn_fpga.gateware.pll import PLLDomain
@@ -347,7 +736,23 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
             raise UserError(str(e)) from None
         clock_hz = pll.freq
     divisor = divisor_for(clock_hz, opts.baud)
-    core = LogicNetCore(graph, pipeline=pipeline)
+    if core_kind == "folded":
+        from lgn_fpga.gateware.folded import FoldedCore
+
+        core = FoldedCore(graph, lanes=lanes)
+        cycles_per_inference = core.plan.cycles_per_inference
+        if opts.top == "uart":
+            # An INFER frame takes this long to arrive; the request register holds its
+            # payload until the next one, so the core must finish within a frame.
+            frame_cycles = 10 * divisor * (graph.inputs // 8 + 8)
+            if core.latency > frame_cycles and not opts.force:
+                raise UserError(
+                    f"the folded core takes {core.latency} cycles per inference, longer than "
+                    f"an INFER frame takes to arrive at {opts.baud} baud ({frame_cycles} "
+                    f"cycles): use more --lanes, a faster --freq or a lower --baud")
+    else:
+        core = LogicNetCore(graph, pipeline=pipeline)
+        cycles_per_inference = 1
 
     vsource = None
     if opts.top == "uart":
@@ -370,13 +775,11 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
     design = BoardTop(top, profile, pll=pll)
 
     env = tool_env()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the output folder ({e.strerror})") from None
     bitstream_name = profile.bitstream_name
-    final_bitstream = out / bitstream_name
-    # Whatever was here described another build: never leave it beside this one's report.
-    for stale in (final_bitstream, out / "report.json"):
-        if stale.exists():
-            stale.unlink()
 
     report = {
         "status": "running",
@@ -393,30 +796,57 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         "clock": {"board_hz": profile.clock_hz, "target_hz": clock_hz,
                   "pll": pll.params if pll else None, "uart_divisor": divisor},
         "latency_cycles": core.latency,
+        "core": {"kind": core_kind, "lanes": lanes or None, "why": core_why,
+                 "ram": ({"program_rows": est["program_rows"],
+                          "program_bits": est["program_bits"],
+                          "store_bits": est["store_bits"],
+                          "bram_blocks_estimate": est["bram_blocks"]}
+                         if core_kind == "folded" else None)},
+        "cycles_per_inference": cycles_per_inference,
+        "inferences_per_second": round(clock_hz / cycles_per_inference, 1),
         "estimate": est,
         "stage_seconds": times,
     }
 
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+    report["out"] = str(out)
+    # Everything is made in a staging folder; the outputs replace the previous build's only
+    # when all of it succeeded, and a failed run's logs go to <out>/failed/ instead.
+    lock = _lock(out)
+    tmp = _staging(out)
+    figures: dict[str, dict] = {
+        "load model": {"gates": original.gates, "inputs": original.inputs,
+                       "classes": original.classes}}
+    if opt_stats is not None:
+        figures["optimize"] = {k: v for k, v in opt_stats.items()
+                               if isinstance(v, (int, float, str))}
+    running: list = []  # [name, start] of the stage in progress
     try:
         t = time.monotonic()
+        running[:] = ["elaborate", t]
         stage("elaborate", "start")
         platform = profile.make_platform()
         nextpnr_opts = f"--seed {opts.seed} --report nextpnr-report.json --timing-allow-fail"
         try:
-            plan = platform.prepare(design, "top", emit_src=False, nextpnr_opts=nextpnr_opts)
+            plan = platform.prepare(design, "top", emit_src=False, nextpnr_opts=nextpnr_opts,
+                                    script_after_read=PARTS_STAT)
         except subprocess.CalledProcessError as e:
             raise UserError(f"elaboration failed: {e}") from None
         plan.extract(str(tmp))
         times["elaborate"] = time.monotonic() - t
+        figures["elaborate"] = {"latency_cycles": core.latency}
         stage("elaborate", "done", times["elaborate"])
+        running.clear()
 
         preamble, commands = script_stages((tmp / "build_top.sh").read_text())
         logs_of = {"synth": tmp / "top.rpt", "place & route": tmp / "top.tim"}
         for name, cmd in commands:
             t = time.monotonic()
+            running[:] = [name, t]
             stage(name, "start")
-            proc = _run_stage(preamble + "\n" + cmd, tmp, env)
+            watched = dict(output=tmp / f"{_slug(name)}.log",
+                           logs=(logs_of[name],) if name in logs_of else (),
+                           emit=lambda text, state: stage(text, state))
+            proc = _run_stage(preamble + "\n" + cmd, tmp, env, **watched)
             if proc.returncode != 0 and name == "synth" and _abc9_crashed(tmp / "top.rpt"):
                 # Yosys 0.70's ABC9 step trips internal assertions on some designs
                 # (ABC_OPS_REINTEGRATE), and synth_ecp5 has no switch to avoid ABC9: run the
@@ -428,9 +858,13 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
                 report.setdefault("warnings", []).append(
                     "Yosys ABC9 crashed on this design; LUTs mapped with classic ABC instead")
                 stage("Yosys ABC9 crashed; retrying synth with classic ABC", "note", None)
-                proc = _run_stage(preamble + "\n" + cmd, tmp, env)
+                proc = _run_stage(preamble + "\n" + cmd, tmp, env, **watched)
             times[name] = time.monotonic() - t
+            running.clear()
+            figures[name] = _stage_figures(name, tmp, profile, bitstream_name)
             if proc.returncode != 0:
+                figures[name]["status"] = "failed"
+                stage(name, "failed", times[name])
                 detail = _tail(logs_of[name]) if name in logs_of else ""
                 detail = detail or " | ".join((proc.stderr or proc.stdout).strip()
                                               .splitlines()[-6:])
@@ -454,18 +888,21 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
             "luts_per_logic_gate": round(util["luts"]["used"] / max(1, est["logic_gates"]), 3),
             "tools": tool_versions({"yosys": yosys_log}),
         })
+        if figures.get("synth", {}).get("rtl_cells_by_part"):
+            report["breakdown"] = {"rtl_cells": figures["synth"]["rtl_cells_by_part"],
+                                   "source": "yosys stat before flattening (RTL cells)"}
 
-        for keep in ("top.rpt", "top.tim", "nextpnr-report.json"):
-            if (tmp / keep).exists():
-                os.replace(tmp / keep, out / keep)
         bitstream = tmp / bitstream_name
         if not met and not opts.allow_timing_fail:
             report["status"] = "timing failed"
+            hints = timing_hints(graph, profile, top=opts.top, pipeline=pipeline,
+                                 vectors=vectors, score_width=score_width,
+                                 fmax_mhz=achieved, core=opts.core)
+            if core_kind != "parallel":  # --pipeline shapes only the parallel core
+                hints = [h for h in hints if "--pipeline" not in h]
             raise UserError(
                 f"timing not met on {profile.name}: Fmax {report['timing']['fmax_mhz']} MHz "
-                f"< {target_mhz:g} MHz target; lower --pipeline (fewer gate layers per "
-                f"stage means a shorter path: try --pipeline 1), lower --freq, or pass "
-                f"--allow-timing-fail; no bitstream written")
+                f"< {target_mhz:g} MHz target; {'; '.join(hints)}; no bitstream written")
         if not met:
             report.setdefault("warnings", []).append(
                 f"Fmax {report['timing']['fmax_mhz']} MHz is below the {target_mhz:g} MHz "
@@ -475,19 +912,27 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         report["status"] = "ok"
         report["stage_seconds"] = {k: round(v, 2) for k, v in times.items()}
         report["total_seconds"] = round(time.monotonic() - t0, 2)
-        atomic_write(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
-        # Last: the bitstream appears only once everything above has succeeded.
-        os.replace(bitstream, final_bitstream)
+        report["stages"] = _stage_list(times, figures, running)
+        atomic_write(tmp / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+        # Last: the outputs replace the old ones only once everything above has succeeded.
+        _commit(tmp, out, bitstream_name)
         return report
     except BaseException as e:
         if report["status"] == "running":
             report["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        report["error"] = str(e)
+        report["error"] = str(e) or type(e).__name__
         report["stage_seconds"] = {k: round(v, 2) for k, v in times.items()}
+        report["total_seconds"] = round(time.monotonic() - t0, 2)
+        report["stages"] = _stage_list(times, figures, running,
+                                       "interrupted" if report["status"] == "interrupted"
+                                       else "failed")
+        report["failed_dir"] = str(out / "failed")
         try:
-            atomic_write(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+            _keep_failed(tmp, out, report)
         except OSError:
-            pass
+            report.pop("failed_dir")
+        e.report = report  # the CLI prints it with --json, whatever went wrong
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        lock.close()

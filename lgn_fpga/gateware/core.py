@@ -22,16 +22,24 @@ expression shallow however deep the net is. The ``Cat`` is nested in chunks of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from lgn_fpga.gateware.contract import with_contract
-from lgn_fpga.gateware.head import ArgMax, Popcount, argmax_latency, popcount_latency
+from lgn_fpga.gateware.head import (
+    ArgMax,
+    Popcount,
+    argmax_latency,
+    left_inverted,
+    popcount_latency,
+)
 from lgn_fpga.net import ops
 from lgn_fpga.net.graph import GateGraph
 
-__all__ = ["DEFAULT_PIPELINE", "LogicNetCore", "gate_stages"]
+__all__ = ["DEFAULT_PIPELINE", "ClassCount", "LogicNetCore", "class_counts", "gate_stages"]
 
 #: gate layers between pipeline registers; see docs/core.md for the measurements behind it.
 DEFAULT_PIPELINE = 2
@@ -61,6 +69,64 @@ def _wide_cat(parts: list):
     return Cat(*(Cat(*parts[i:i + CAT_CHUNK]) for i in range(0, len(parts), CAT_CHUNK)))
 
 
+@dataclass(frozen=True)
+class ClassCount:
+    """How one class's score is counted: ``offset`` + sum of ``weights[i]`` x (last-layer
+    gate ``bits[i]``).
+
+    Constant class bits fold into ``offset``; a gate that computes the same function of the
+    same inputs as another in the class is counted once with a larger weight; a gate and
+    its complement together always count 1 (into ``offset``)."""
+
+    bits: tuple
+    weights: tuple
+    offset: int
+
+
+def _gate_key(a: int, b: int, op: int) -> tuple:
+    """(inputs, truth table) of a gate, canonical: an op that ignores an input reads the
+    other input alone, and two-input gates read their inputs in ascending order. A gate's
+    complement has the key (inputs, 15 - op)."""
+    if ops.IGNORES_B[op] or a == b:
+        f0, f1 = ops.truth(op, 0, 0), ops.truth(op, 1, 1 if a == b else 0)
+        return (a, a, int(ops.unary_on_a(f0, f1)))
+    if ops.IGNORES_A[op]:
+        return (b, b, int(ops.unary_on_a(ops.truth(op, 0, 0), ops.truth(op, 0, 1))))
+    if a > b:
+        return (b, a, int(ops.SWAPPED[op]))
+    return (a, b, op)
+
+
+def class_counts(graph: GateGraph) -> list[ClassCount]:
+    """Each class's :class:`ClassCount` from the net's last layer."""
+    last = graph.layers[-1]
+    k = graph.group_size
+    result = []
+    for c in range(graph.classes):
+        offset = 0
+        first: dict[tuple, int] = {}   # key -> the first gate with that function
+        count: dict[tuple, int] = {}
+        for g in range(c * k, (c + 1) * k):
+            op = int(last.op[g])
+            if op in ops.CONSTANT_OPS:
+                offset += op == ops.TRUE
+                continue
+            key = _gate_key(int(last.a[g]), int(last.b[g]), op)
+            first.setdefault(key, g)
+            count[key] = count.get(key, 0) + 1
+        for key in list(count):  # x + ~x = 1
+            complement = (key[0], key[1], 15 - key[2])
+            if key in count and complement in count:
+                both = min(count[key], count[complement])
+                offset += both
+                for kk in (key, complement):
+                    count[kk] -= both
+        keys = [key for key in first if count[key] > 0]
+        result.append(ClassCount(tuple(first[key] - c * k for key in keys),
+                                 tuple(count[key] for key in keys), offset))
+    return result
+
+
 @with_contract
 class LogicNetCore(wiring.Component):
     """The gate network plus class head, one input per cycle, ``latency`` cycles deep.
@@ -86,17 +152,25 @@ class LogicNetCore(wiring.Component):
     """
 
     def __init__(self, graph: GateGraph, *, pipeline: int = DEFAULT_PIPELINE,
-                 head_levels_per_stage: int = 1):
+                 head_levels_per_stage: int = 1, scores: bool = True,
+                 split_compare: bool = True):
         if pipeline < 1:
             raise ValueError(f"pipeline must be at least 1 gate layer per stage, got {pipeline}")
         self.graph = graph
         self.pipeline = pipeline
         self.head_levels_per_stage = head_levels_per_stage
+        self.scores = scores
+        self.split_compare = split_compare
         self.score_width = graph.score_width
         self.class_width = graph.class_width
+        self.class_counts = class_counts(graph)
+        # The last gate stage ends in the popcounts' level-0 register (fused), so it counts
+        # as a gate stage and the popcount adds only its adder levels.
         self.gate_latency = gate_stages(graph.depth, pipeline)
-        self.popcount_latency = popcount_latency(graph.group_size, head_levels_per_stage)
-        self.argmax_latency = argmax_latency(graph.classes, head_levels_per_stage)
+        self.popcount_latency = max(
+            (popcount_latency(len(c.bits), head_levels_per_stage, c.weights, c.offset) - 1
+             for c in self.class_counts if c.bits), default=0)
+        self.argmax_latency = argmax_latency(graph.classes, head_levels_per_stage, split_compare)
         self.latency = self.gate_latency + self.popcount_latency + self.argmax_latency
         self.layer_signals: list[Signal] = []  # filled by elaborate()
         super().__init__({
@@ -116,6 +190,8 @@ class LogicNetCore(wiring.Component):
         self.layer_signals = []
 
         # -- gate layers ----------------------------------------------------------------
+        # Every pipeline-th layer is registered; the last stage is not: its layers feed the
+        # popcounts' half adders directly, whose register ends the stage (see head.py).
         previous = self.in_bits
         for n, layer in enumerate(graph.layers):
             bits = [previous[i] for i in range(len(previous))]
@@ -124,7 +200,7 @@ class LogicNetCore(wiring.Component):
             comb = Signal(len(layer), name=f"layer{n}")
             m.d.comb += comb.eq(_wide_cat(gates))
             self.layer_signals.append(comb)
-            if (n + 1) % self.pipeline == 0 or n == graph.depth - 1:
+            if (n + 1) % self.pipeline == 0 and n != graph.depth - 1:
                 reg = Signal(len(layer), name=f"layer{n}_q", reset_less=True)
                 m.d.sync += reg.eq(comb)
                 previous = reg
@@ -133,28 +209,58 @@ class LogicNetCore(wiring.Component):
 
         # -- class head -----------------------------------------------------------------
         k = graph.group_size
+        inverted = left_inverted(graph.classes) if self.split_compare else None
         argmax = ArgMax(graph.classes, self.score_width,
-                        levels_per_stage=self.head_levels_per_stage)
+                        levels_per_stage=self.head_levels_per_stage, split=self.split_compare,
+                        inverted=inverted)
         m.submodules.argmax = argmax
-        for c in range(graph.classes):
-            popcount = Popcount(k, levels_per_stage=self.head_levels_per_stage)
+        taps = []
+        for c, counted in enumerate(self.class_counts):
+            invert = argmax.inverted[c]
+            if not counted.bits:  # every bit constant
+                value = Const(counted.offset, self.score_width)
+                m.d.comb += argmax.scores[c].eq(~value if invert else value)
+                continue
+            popcount = Popcount(len(counted.bits), weights=counted.weights,
+                                offset=counted.offset,
+                                levels_per_stage=self.head_levels_per_stage,
+                                invert=invert, width=self.score_width)
             m.submodules[f"popcount{c}"] = popcount
-            m.d.comb += [popcount.bits.eq(previous[c * k:(c + 1) * k]),
-                         argmax.scores[c].eq(popcount.count)]
+            m.d.comb += popcount.bits.eq(Cat(previous[c * k + i] for i in counted.bits))
+            # Register stage i of the popcount holds the data of valid register
+            # gate_latency + i (1-based); the taps are filled in with the valid pipe below.
+            taps.append(popcount.stage_valid)
+            # A class whose duplicates made its tree shorter waits for the others.
+            score = popcount.count
+            for stage in range(popcount.latency - 1, self.popcount_latency):
+                delayed = Signal.like(score, name=f"count{c}_d{stage}", reset_less=True)
+                m.d.sync += delayed.eq(score)
+                score = delayed
+            m.d.comb += argmax.scores[c].eq(score)
 
-        # The scores wait beside the argmax so class and scores leave together.
-        scores = argmax.scores
-        for stage in range(argmax.latency):
-            delayed = Signal.like(scores, name=f"scores_d{stage}", reset_less=True)
-            m.d.sync += delayed.eq(scores)
-            scores = delayed
-        m.d.comb += [self.out_scores.eq(scores), self.out_class.eq(argmax.index)]
+        # The scores wait beside the argmax so class and scores leave together (the first
+        # delay register undoes the complement of the argmax's left operands: a LUT in
+        # front of a flip-flop, free). A core built with scores=False has no delay line
+        # and out_scores stays 0.
+        if self.scores:
+            scores = Cat(~argmax.scores[c] if argmax.inverted[c] else argmax.scores[c]
+                         for c in range(graph.classes))
+            for stage in range(argmax.latency):
+                delayed = Signal(len(scores), name=f"scores_d{stage}", reset_less=True)
+                m.d.sync += delayed.eq(scores)
+                scores = delayed
+            m.d.comb += self.out_scores.eq(scores)
+        m.d.comb += self.out_class.eq(argmax.index)
 
         # -- valid pipe (the only registers with a reset) --------------------------------
         valid = self.in_valid
+        pipe = []
         for stage in range(self.latency):
             delayed = Signal(name=f"valid_d{stage}")
             m.d.sync += delayed.eq(valid)
             valid = delayed
+            pipe.append(delayed)
         m.d.comb += self.out_valid.eq(valid)
+        for tap in taps:
+            m.d.comb += tap.eq(Cat(pipe[self.gate_latency - 1:self.gate_latency - 1 + len(tap)]))
         return m

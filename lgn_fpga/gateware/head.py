@@ -1,28 +1,47 @@
-"""The class head: per-class popcount and argmax, built for cost and clock speed.
+"""The class head: per-class popcount and argmax, built for the iCE40/ECP5 logic cell.
 
-Both are trees whose levels can be registered. iCE40 and ECP5 logic cells pair every LUT
-with a flip-flop, so a register after a LUT level costs (almost) no extra cells: the head
-registers every ``levels_per_stage`` levels (default 1) and declares its latency exactly.
+An iCE40 logic cell is one LUT4, one carry cell and one flip-flop; an ECP5 slice pairs two
+LUT4s with a carry chain and two flip-flops. A flip-flop behind a LUT (or behind a carry-chain
+sum bit) rides in the LUT's cell for free; a flip-flop that only copies a wire costs a whole
+cell. The head is shaped by that:
 
-* :class:`Popcount` counts ``n`` bits. Its first level is a row of 3:2 compressors (full
-  adders: 3 bits in, a 2-bit count out, two LUT4s each); after that an adder tree sums
-  pairs of counts, each sum exactly as wide as its largest possible value, so the adders
-  map to short carry chains. About 2 LUTs per input bit in total.
-* :class:`ArgMax` picks the class with the highest score through a tree of comparators
-  that carry (index, score); the left operand always holds the lower indices and wins ties,
-  so ties go to the lowest class index like the golden model.
+* :class:`Popcount` counts the class bits in three kinds of step.
+
+  1. *Level 0, fused*: pairs of bits go through half adders (``a ^ b``, ``a & b``). There is
+     no register in front of them, so in the core the mapper merges each half adder with the
+     two gates of the net's last layer that feed it: ``g1(a, b) ^ g2(c, d)`` is one LUT4,
+     as the gates alone would be, so this level costs (almost) nothing. Its outputs are
+     registered (the LUT's own flip-flop). Bits that are not paired ("spares") are
+     registered too and enter the next level as carry-ins.
+  2. *Adder levels*: neighbouring counts are summed, ``x + y + carry_in``, each sum exactly
+     as wide as its largest value, so each maps to one short carry chain (one cell per sum
+     bit) and the spare bits ride in as the chains' carry-ins (a third operand per adder
+     for one cell each). Every level is registered by default (the sum bits' own flip-flops);
+     an odd count out rides along through a register.
+  3. *Weights and an offset*: the core counts a class bit that appears ``m`` times (the same
+     gate twice in a class) once, with weight ``m`` (a shift, for powers of two), a gate and
+     its complement as a constant 1, and constant bits as a constant offset.
+
+* :class:`ArgMax` picks the class with the highest score through a tree of comparators that
+  carry (index, score); the left operand always holds the lower indices and wins ties, so
+  ties go to the lowest class index like the golden model. With ``split=True`` (default) a
+  level takes two registers: the comparison (one carry chain) is registered alone, and the
+  mux that follows reads only flip-flops, so no path holds a chain and a wide mux together.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
 from lgn_fpga.gateware.contract import with_contract
 
-__all__ = ["ArgMax", "Popcount", "popcount_latency", "argmax_latency"]
+__all__ = ["ArgMax", "Popcount", "PopcountPlan", "argmax_latency", "left_inverted",
+           "plan_popcount", "popcount_latency"]
 
 
 def _tree_levels(leaves: int) -> int:
@@ -30,98 +49,226 @@ def _tree_levels(leaves: int) -> int:
     return ceil_log2(max(1, leaves))
 
 
-def _stages(levels: int, levels_per_stage: int) -> int:
-    """Registers on a path through ``levels`` levels registered every ``levels_per_stage``
-    (the last level is always registered, so the output comes straight from flip-flops)."""
-    if levels == 0:
-        return 0
-    return -(-levels // levels_per_stage)
-
-
 def _registered(level: int, levels: int, levels_per_stage: int) -> bool:
     return (level + 1) % levels_per_stage == 0 or level == levels - 1
 
 
-def popcount_latency(n: int, levels_per_stage: int = 1) -> int:
-    """Cycles through a :class:`Popcount` of ``n`` bits: one compressor level, then the
-    adder tree over ceil(n/3) partial counts."""
-    return _stages(1 + _tree_levels(-(-n // 3)), levels_per_stage)
+def _stages(levels: int, levels_per_stage: int) -> int:
+    """Registers on a path through ``levels`` levels registered every ``levels_per_stage``
+    (the last level is always registered)."""
+    return sum(_registered(level, levels, levels_per_stage) for level in range(levels))
 
 
-def argmax_latency(classes: int, levels_per_stage: int = 1) -> int:
-    return _stages(_tree_levels(classes), levels_per_stage)
+# -- popcount -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PopcountPlan:
+    """The shape of one popcount, decided before elaboration (so latency is known).
+
+    ``pairs``: (i, j) bit indices summed by the level-0 half adders; ``spares``: bit indices
+    that enter the first adder level as carry-ins; ``singles``: bit indices counted as a
+    1-bit number; ``weighted``: (i, weight) bits counted ``weight`` times; ``offset``: a
+    constant added. ``levels``: for each adder level, a list of (x, y, carry) where x, y
+    index the previous level's numbers (y = -1: none) and carry indexes ``spares`` (-1:
+    none); the previous level's numbers are ordered pairs, singles, weighted, then the
+    offset if nonzero."""
+
+    n: int
+    pairs: tuple
+    spares: tuple
+    singles: tuple
+    weighted: tuple
+    offset: int
+    levels: tuple
+    maxima: tuple  # the largest value of each number, level by level (level 0 first)
+
+    @property
+    def top(self) -> int:
+        """The largest count."""
+        return self.maxima[-1][0] if self.maxima[-1] else 0
+
+
+def plan_popcount(n: int, weights=None, offset: int = 0, *,
+                  carry_ins: bool = True) -> PopcountPlan:
+    """The :class:`PopcountPlan` for ``n`` bits (``weights``: one positive int per bit, or
+    ``None`` for all ones) plus a constant ``offset``.
+
+    Raises
+    ------
+    ValueError
+        If a weight is below 1 or the offset is negative.
+    """
+    weights = [1] * n if weights is None else [int(w) for w in weights]
+    if len(weights) != n or any(w < 1 for w in weights) or offset < 0:
+        raise ValueError("a popcount needs n weights of at least 1 and an offset >= 0")
+    units = [i for i in range(n) if weights[i] == 1]
+    weighted = tuple((i, weights[i]) for i in range(n) if weights[i] > 1)
+    extra = len(weighted) + (1 if offset else 0)
+    # As many spares as the first adder level has carry-ins for: with p pairs the level has
+    # ceil((p + extra) / 2) adders (an odd one out adds a carry-in alone).
+    u = len(units)
+    p = u // 2
+    while carry_ins and p > 0 and u - 2 * (p - 1) <= -(-(p - 1 + extra) // 2):
+        p -= 1
+    spare_count = u - 2 * p
+    capacity = -(-(p + extra) // 2) if p + extra > 1 else (1 if p + extra == 1 else 0)
+    pairs = tuple((units[2 * k], units[2 * k + 1]) for k in range(p))
+    rest = units[2 * p:]
+    spares = tuple(rest[:min(spare_count, capacity)])
+    singles = tuple(rest[len(spares):])
+    numbers = [2] * len(pairs) + [1] * len(singles) + [w for _, w in weighted]
+    if offset:
+        numbers.append(offset)
+    maxima = [tuple(numbers)]
+    levels = []
+    free = list(range(len(spares)))
+    while len(numbers) > 1 or free:
+        order = sorted(range(len(numbers)), key=lambda k: (numbers[k], k))
+        ops, new = [], []
+        for k in range(0, len(order), 2):
+            x = order[k]
+            y = order[k + 1] if k + 1 < len(order) else -1
+            carry = free.pop(0) if free else -1
+            ops.append((x, y, carry))
+            new.append(numbers[x] + (numbers[y] if y >= 0 else 0) + (carry >= 0))
+        levels.append(tuple(ops))
+        numbers = new
+        maxima.append(tuple(numbers))
+    return PopcountPlan(n, pairs, spares, singles, weighted, offset, tuple(levels),
+                        tuple(maxima))
+
+
+def popcount_latency(n: int, levels_per_stage: int = 1, weights=None, offset: int = 0) -> int:
+    """Cycles through a :class:`Popcount`: level 0 (always registered) plus the adder
+    levels registered every ``levels_per_stage``."""
+    plan = plan_popcount(n, weights, offset)
+    return 1 + _stages(len(plan.levels), levels_per_stage)
 
 
 @with_contract
 class Popcount(wiring.Component):
-    """``count`` = number of ones in ``bits``, ``latency`` cycles later (there is no valid
-    port: the enclosing core carries valid beside it).
+    """``count`` = ``offset`` + the weighted number of ones in ``bits``, ``latency`` cycles
+    later (there is no valid port: the enclosing core carries valid beside it).
+
+    Level 0 (half adders) reads ``bits`` combinationally and is registered; in the core its
+    register is the last gate stage's, so the net's last layer and the half adders share
+    LUTs.
 
 {stream_contract}"""
 
-    def __init__(self, n: int, *, levels_per_stage: int = 1):
+    def __init__(self, n: int, *, levels_per_stage: int = 1, weights=None, offset: int = 0,
+                 invert: bool = False, width: int = 0):
         if n < 1:
             raise ValueError("a popcount needs at least one bit")
         if levels_per_stage < 1:
             raise ValueError("levels_per_stage must be at least 1")
         self.n = n
         self.levels_per_stage = levels_per_stage
-        self.latency = popcount_latency(n, levels_per_stage)
-        super().__init__({"bits": In(n), "count": Out(bits_for(n))})
+        self.invert = invert
+        self.plan = plan_popcount(n, weights, offset)
+        self.latency = 1 + _stages(len(self.plan.levels), levels_per_stage)
+        super().__init__({
+            "bits": In(n),
+            # stage_valid[i]: the data in register stage i (0: level 0) is valid. Only used
+            # to turn carry-outs into LUTs (see elaborate); all ones (the default) is exact.
+            "stage_valid": In(self.latency, init=(1 << self.latency) - 1),
+            "count": Out(max(width, bits_for(max(1, self.plan.top)))),
+        })
 
     def elaborate(self, platform):
         m = Module()
-        levels = 1 + _tree_levels(-(-self.n // 3))
-        level = 0
+        plan, bits = self.plan, self.bits
+        numbers = []  # (value, largest value) of the current level
+        for k, (i, j) in enumerate(plan.pairs):
+            s = Signal(2, name=f"ha{k}", reset_less=True)
+            m.d.sync += s.eq(Cat(bits[i] ^ bits[j], bits[i] & bits[j]))
+            numbers.append(s)
+        for k, i in enumerate(plan.singles):
+            s = Signal(1, name=f"single{k}", reset_less=True)
+            m.d.sync += s.eq(bits[i])
+            numbers.append(s)
+        for k, (i, w) in enumerate(plan.weighted):
+            s = Signal(1, name=f"weighted{k}", reset_less=True)
+            m.d.sync += s.eq(bits[i])
+            # w * s: a shift for a power of two, the bit repeated where w has ones.
+            numbers.append(Cat(*(s if (w >> b) & 1 else Const(0, 1)
+                                 for b in range(w.bit_length()))))
+        if plan.offset:
+            numbers.append(Const(plan.offset, bits_for(plan.offset)))
+        spares = []
+        for k, i in enumerate(plan.spares):
+            s = Signal(1, name=f"spare{k}", reset_less=True)
+            m.d.sync += s.eq(bits[i])
+            spares.append(s)
 
-        def signal(width, name):
+        levels = len(plan.levels)
+        if self.invert and not levels:  # no adder level: complement the level-0 result
+            numbers = [~Cat(numbers[0], Const(0, len(self.count) - len(numbers[0])))]
+        stage = 0  # the register stage holding the current level's inputs
+        for level, ops in enumerate(plan.levels):
             registered = _registered(level, levels, self.levels_per_stage)
-            sig = Signal(width, name=name, reset_less=True)
-            return sig, (m.d.sync if registered else m.d.comb)
-
-        # Level 0: 3:2 compressors. Each partial count is (signal, largest value it can hold).
-        counts = []
-        for g, start in enumerate(range(0, self.n, 3)):
-            group = [self.bits[i] for i in range(start, min(start + 3, self.n))]
-            if len(group) == 1:
-                expr, top = group[0], 1
-            elif len(group) == 2:
-                a, b = group
-                expr, top = Cat(a ^ b, a & b), 2
-            else:
-                a, b, c = group
-                expr, top = Cat(a ^ b ^ c, (a & b) | (a & c) | (b & c)), 3
-            sig, domain = signal(bits_for(top), f"fa{g}")
-            domain += sig.eq(expr)
-            counts.append((sig, top))
-
-        # Adder tree: sum neighbours; an odd one out rides along (through a register if
-        # this level is registered, so every path has the same latency).
-        while len(counts) > 1:
-            level += 1
-            paired = []
-            for i in range(0, len(counts), 2):
-                if i + 1 < len(counts):
-                    (x, xt), (y, yt) = counts[i], counts[i + 1]
-                    expr, top = x + y, xt + yt
-                else:
-                    (expr, top) = counts[i]
-                sig, domain = signal(bits_for(top), f"sum{level}_{i // 2}")
-                domain += sig.eq(expr)
-                paired.append((sig, top))
-            counts = paired
-
-        m.d.comb += self.count.eq(counts[0][0])
+            domain = m.d.sync if registered else m.d.comb
+            maxima = plan.maxima[level + 1]
+            new = []
+            for k, (x, y, carry) in enumerate(ops):
+                operands = [numbers[x]] + ([numbers[y]] if y >= 0 else [])
+                expr = operands[0] if len(operands) == 1 else operands[0] + operands[1]
+                if carry >= 0:
+                    expr = expr + spares[carry]
+                width = bits_for(maxima[k])
+                s = Signal(width, name=f"sum{level + 1}_{k}", reset_less=True)
+                grows = width > max(len(v) for v in operands) and (y >= 0 or carry >= 0)
+                if registered and grows:
+                    # The top bit is the chain's carry-out. A flip-flop fed straight from a
+                    # carry-out costs a cell of its own on iCE40 (beside the cell that brings
+                    # the carry out); as a real LUT (x ^ ~valid: the carry itself whenever
+                    # the data is valid, don't-care otherwise) it shares that cell.
+                    full = Signal(width, name=f"add{level + 1}_{k}")
+                    m.d.comb += full.eq(expr)
+                    expr = Cat(full[:-1], full[-1] ^ ~self.stage_valid[stage])
+                if self.invert and level == levels - 1:
+                    s = Signal(len(self.count), name=f"sum{level + 1}_{k}_n", reset_less=True)
+                    expr = ~Cat(Value.cast(expr)[:width], Const(0, len(self.count) - width))
+                domain += s.eq(expr)
+                new.append(s)
+            numbers = new
+            stage += registered
+        m.d.comb += self.count.eq(numbers[0])
         return m
+
+
+# -- argmax -------------------------------------------------------------------------------
+
+
+def argmax_latency(classes: int, levels_per_stage: int = 1, split: bool = True) -> int:
+    """Cycles through an :class:`ArgMax` of ``classes`` scores."""
+    stages = _stages(_tree_levels(classes), levels_per_stage)
+    return 2 * stages if split else stages
+
+
+def left_inverted(classes: int) -> tuple:
+    """Which scores an :class:`ArgMax` wants complemented: the left of each first-level pair
+    (``rs > ls`` is then the carry-out of ``rs + ~ls``, a plain carry chain, where a
+    comparison of two true values needs an inverter LUT per bit)."""
+    return tuple(c % 2 == 0 and c + 1 < classes for c in range(classes))
 
 
 @with_contract
 class ArgMax(wiring.Component):
-    """``index`` of the largest of ``scores``, ``latency`` cycles later.
+    """``index`` of the largest of ``scores``, ``latency`` cycles later; ties go to the
+    lowest index.
+
+    ``split``: register each comparison before the mux it drives (two registers per tree
+    level, for the clock); otherwise a comparison and its mux share a stage.
+    ``inverted``: per class, whether its score arrives complemented (``~score``); see
+    :func:`left_inverted`. The tree passes each winner on in the polarity its next
+    comparison wants (the muxes are LUTs, so either polarity is free).
 
 {stream_contract}"""
 
-    def __init__(self, classes: int, score_width: int, *, levels_per_stage: int = 1):
+    def __init__(self, classes: int, score_width: int, *, levels_per_stage: int = 1,
+                 split: bool = True, inverted=None):
         if classes < 1:
             raise ValueError("an argmax needs at least one class")
         if levels_per_stage < 1:
@@ -129,37 +276,77 @@ class ArgMax(wiring.Component):
         self.classes = classes
         self.score_width = score_width
         self.levels_per_stage = levels_per_stage
+        self.split = split
+        self.inverted = tuple(bool(x) for x in inverted) if inverted else (False,) * classes
+        if len(self.inverted) != classes:
+            raise ValueError("inverted needs one entry per class")
         self.index_width = max(1, ceil_log2(classes))
-        self.latency = argmax_latency(classes, levels_per_stage)
+        self.latency = argmax_latency(classes, levels_per_stage, split)
         super().__init__({
             "scores": In(data.ArrayLayout(score_width, classes)),
             "index": Out(self.index_width),
         })
 
+    def _greater(self, r, r_inv, l, l_inv):
+        """``r > l`` (true values) from operands in the given polarities."""
+        w = self.score_width
+        if not r_inv and l_inv:
+            return (Cat(r, Const(0, 1)) + l)[w]  # r + ~l_true overflows iff r > l_true
+        if r_inv and not l_inv:
+            return ~(Cat(l, Const(0, 1)) + r)[w]  # l + ~r overflows iff l > r: r > l is not
+        return (~r if r_inv else r) > (~l if l_inv else l)
+
     def elaborate(self, platform):
         m = Module()
         levels = _tree_levels(self.classes)
-        # Candidates (index, score), in class order: the left of a pair has the lower indices.
-        candidates = [(Const(c, self.index_width), self.scores[c])
+        # Candidates (index, score, score is complemented), in class order: the left of a
+        # pair has the lower indices.
+        candidates = [(Const(c, self.index_width), self.scores[c], self.inverted[c])
                       for c in range(self.classes)]
         level = 0
         while len(candidates) > 1:
             registered = _registered(level, levels, self.levels_per_stage)
             domain = m.d.sync if registered else m.d.comb
+            count = -(-len(candidates) // 2)
             reduced = []
             for i in range(0, len(candidates), 2):
-                index = Signal(self.index_width, name=f"index{level}_{i // 2}", reset_less=True)
-                score = Signal(self.score_width, name=f"score{level}_{i // 2}", reset_less=True)
+                j = i // 2
+                name = f"{level}_{j}"
+                # The polarity the next comparison wants: complemented on its left.
+                want_inv = j % 2 == 0 and j + 1 < count
+                index = Signal(self.index_width, name=f"index{name}", reset_less=True)
+                score = Signal(self.score_width, name=f"score{name}", reset_less=True)
                 if i + 1 < len(candidates):
-                    (li, ls), (ri, rs) = candidates[i], candidates[i + 1]
-                    right_wins = Signal(name=f"right_wins{level}_{i // 2}")
-                    m.d.comb += right_wins.eq(rs > ls)  # strictly greater: ties stay left
+                    (li, ls, l_inv), (ri, rs, r_inv) = candidates[i], candidates[i + 1]
+                    right_wins = Signal(name=f"right_wins{name}", reset_less=True)
+                    greater = self._greater(rs, r_inv, ls, l_inv)  # strictly: ties stay left
+                    if self.split and registered:
+                        # Stage 1: the comparison alone, beside copies of the operands.
+                        copies = []
+                        for value, what in ((li, "li"), (ls, "ls"), (ri, "ri"), (rs, "rs")):
+                            if isinstance(value, Const):
+                                copies.append(value)
+                                continue
+                            q = Signal.like(value, name=f"{what}{name}", reset_less=True)
+                            m.d.sync += q.eq(value)
+                            copies.append(q)
+                        li, ls, ri, rs = copies
+                        m.d.sync += right_wins.eq(greater)
+                    else:
+                        m.d.comb += right_wins.eq(greater)
+                    ls = ~ls if l_inv != want_inv else ls
+                    rs = ~rs if r_inv != want_inv else rs
                     domain += [index.eq(Mux(right_wins, ri, li)),
                                score.eq(Mux(right_wins, rs, ls))]
                 else:
-                    li, ls = candidates[i]
-                    domain += [index.eq(li), score.eq(ls)]
-                reduced.append((index, score))
+                    li, ls, l_inv = candidates[i]
+                    if self.split and registered:  # the odd one out waits for stage 1
+                        li_q = Signal.like(index, name=f"li{name}", reset_less=True)
+                        ls_q = Signal.like(score, name=f"ls{name}", reset_less=True)
+                        m.d.sync += [li_q.eq(li), ls_q.eq(ls)]
+                        li, ls = li_q, ls_q
+                    domain += [index.eq(li), score.eq(~ls if l_inv != want_inv else ls)]
+                reduced.append((index, score, want_inv))
             candidates = reduced
             level += 1
         m.d.comb += self.index.eq(candidates[0][0])

@@ -13,10 +13,19 @@ from amaranth.hdl import (
     Signal,
 )
 
+#: Relative error from the requested frequency a PLL setting may have and still be taken as
+#: what was asked for (the PLLs make a discrete set; 40 MHz from 12 MHz is 39.75 MHz).
+TOLERANCE = 0.01
 
-def ice40_pll_params(f_in: float, f_out: float) -> dict:
-    """SB_PLL40 divider settings closest to ``f_out`` (the search icepll does)."""
-    best = None
+#: Each family's PLL output range (datasheets: iCE40 SB_PLL40 16..275 MHz, ECP5 EHXPLLL
+#: CLKOP 3.125..400 MHz); the solvers below also keep the PFD and VCO in range.
+OUTPUT_RANGE = {"ice40": (16e6, 275e6), "ecp5": (3.125e6, 400e6)}
+_NAME = {"ice40": "iCE40", "ecp5": "ECP5"}
+
+
+def _ice40_settings(f_in: float):
+    """Every SB_PLL40 setting (simple feedback) from ``f_in``: (f_out, DIVR, DIVF, DIVQ,
+    f_pfd), as icepll searches them."""
     for divr in range(16):
         f_pfd = f_in / (divr + 1)
         if not 10e6 <= f_pfd <= 133e6:
@@ -27,34 +36,85 @@ def ice40_pll_params(f_in: float, f_out: float) -> dict:
                 continue
             for divq in range(1, 7):
                 f = f_vco / 2 ** divq
-                if best is None or abs(f - f_out) < abs(best[0] - f_out):
-                    best = (f, divr, divf, divq, f_pfd)
+                if OUTPUT_RANGE["ice40"][0] <= f <= OUTPUT_RANGE["ice40"][1]:
+                    yield f, divr, divf, divq, f_pfd
+
+
+def _ecp5_settings(f_in: float):
+    """Every EHXPLLL setting with CLKOP as feedback from ``f_in``: (f_out, CLKI_DIV,
+    CLKFB_DIV, CLKOP_DIV, f_vco), as ecppll searches them."""
+    for refclk_div in range(1, 129):
+        f_pfd = f_in / refclk_div
+        if not 3.125e6 <= f_pfd <= 400e6:
+            continue
+        for fb_div in range(1, 81):
+            f = f_pfd * fb_div
+            if not OUTPUT_RANGE["ecp5"][0] <= f <= OUTPUT_RANGE["ecp5"][1]:
+                continue
+            # the smallest output divider that puts the VCO in 400..800 MHz
+            for op_div in range(1, 129):
+                if 400e6 <= f * op_div <= 800e6:
+                    yield f, refclk_div, fb_div, op_div, f * op_div
+                    break
+
+
+def _closest(settings, f_out: float, family: str, f_in: float):
+    best = below = above = None
+    for setting in settings:
+        f = setting[0]
+        if best is None or abs(f - f_out) < abs(best[0] - f_out):
+            best = setting
+        if f <= f_out and (below is None or f > below):
+            below = f
+        if f >= f_out and (above is None or f < above):
+            above = f
     if best is None:
-        raise ValueError(f"no iCE40 PLL setting from {f_in / 1e6:g} MHz")
-    f, divr, divf, divq, f_pfd = best
+        raise ValueError(f"the {_NAME[family]} PLL has no setting from a "
+                         f"{f_in / 1e6:g} MHz clock")
+    if abs(best[0] - f_out) > TOLERANCE * f_out:
+        low, high = OUTPUT_RANGE[family]
+        nearest = " or ".join(f"{f / 1e6:.4g} MHz" for f in (below, above) if f is not None)
+        raise ValueError(
+            f"--freq {f_out / 1e6:g} MHz: the {_NAME[family]} PLL cannot make it from the "
+            f"{f_in / 1e6:g} MHz board clock (its outputs span {low / 1e6:g}..{high / 1e6:g} "
+            f"MHz in discrete steps); the nearest possible: {nearest}")
+    return best
+
+
+def _check_request(f_out: float) -> None:
+    import math
+
+    if not isinstance(f_out, (int, float)) or not math.isfinite(f_out) or f_out <= 0:
+        raise ValueError(f"--freq must be a positive number of MHz, got {f_out / 1e6}")
+
+
+def ice40_pll_params(f_in: float, f_out: float) -> dict:
+    """SB_PLL40 divider settings closest to ``f_out`` (the search icepll does).
+
+    Raises
+    ------
+    ValueError
+        ``f_out`` not finite and positive, or no setting within :data:`TOLERANCE` of it;
+        the message names the nearest frequencies the PLL can make.
+    """
+    _check_request(f_out)
+    f, divr, divf, divq, f_pfd = _closest(_ice40_settings(f_in), f_out, "ice40", f_in)
     filter_range = next(i for i, lim in enumerate((17e6, 26e6, 44e6, 66e6, 101e6), 1)
                         if f_pfd < lim) if f_pfd < 101e6 else 6
     return {"freq": f, "DIVR": divr, "DIVF": divf, "DIVQ": divq, "FILTER_RANGE": filter_range}
 
 
 def ecp5_pll_params(f_in: float, f_out: float) -> dict:
-    """EHXPLLL settings closest to ``f_out`` with CLKOP as feedback (as ecppll does)."""
-    best = None
-    for refclk_div in range(1, 129):
-        f_pfd = f_in / refclk_div
-        if not 3.125e6 <= f_pfd <= 400e6:
-            continue
-        for fb_div in range(1, 81):
-            for op_div in range(1, 129):
-                f_vco = f_pfd * fb_div * op_div
-                if not 400e6 <= f_vco <= 800e6:
-                    continue
-                f = f_pfd * fb_div
-                if best is None or abs(f - f_out) < abs(best[0] - f_out):
-                    best = (f, refclk_div, fb_div, op_div, f_vco)
-    if best is None:
-        raise ValueError(f"no ECP5 PLL setting from {f_in / 1e6:g} MHz")
-    f, refclk_div, fb_div, op_div, _ = best
+    """EHXPLLL settings closest to ``f_out`` with CLKOP as feedback (as ecppll does).
+
+    Raises
+    ------
+    ValueError
+        ``f_out`` not finite and positive, or no setting within :data:`TOLERANCE` of it;
+        the message names the nearest frequencies the PLL can make.
+    """
+    _check_request(f_out)
+    f, refclk_div, fb_div, op_div, _ = _closest(_ecp5_settings(f_in), f_out, "ecp5", f_in)
     return {"freq": f, "CLKI_DIV": refclk_div, "CLKFB_DIV": fb_div, "CLKOP_DIV": op_div,
             "CLKOP_CPHASE": op_div - 1}
 

@@ -7,7 +7,9 @@
   board oscillator or through a PLL (:mod:`lgn_fpga.gateware.pll`).
 
 ``UartTop`` and ``BistTop`` only see ``rx``/``tx``/``leds`` ports, so the simulator drives
-exactly the logic that goes on the board.
+exactly the logic that goes on the board. Either takes another core through ``core=``: a
+core with an ``in_ready`` port (:class:`~lgn_fpga.gateware.folded.FoldedCore`) gets its
+requests held until it takes them (docs/folded.md).
 """
 
 
@@ -79,8 +81,10 @@ class UartTop(wiring.Component):
         self.layout = p.PayloadLayout(graph.inputs, graph.classes, self.core.score_width)
         self.timeout = timeout or max(200 * divisor, int(clock_hz * 0.01))
         self.model_hash = model_hash or graph.sha256()
+        # INFO carries the latency in 16 bits; a big folded core saturates it.
         self.info = p.BoardInfo(p.VERSION, graph.inputs, graph.classes, self.core.score_width,
-                                self.core.latency, self.model_hash[:2 * p.HASH_BYTES],
+                                min(self.core.latency, 0xFFFF),
+                                self.model_hash[:2 * p.HASH_BYTES],
                                 self.clock_hz)
         super().__init__()
 
@@ -103,16 +107,34 @@ class UartTop(wiring.Component):
             recv.rx_data.eq(rx.data), recv.rx_stb.eq(rx.stb),
             tx.data.eq(send.tx_data), tx.stb.eq(send.tx_stb), send.tx_ready.eq(tx.ready),
             core.in_bits.eq(recv.payload[8:8 + self.graph.inputs]),
-            core.in_valid.eq(recv.infer),
             self.activity.eq(send.busy),
         ]
+        handshake = hasattr(core, "in_ready")  # a folded core takes one input at a time
+        if handshake:
+            # The request waits until the core is ready; the payload register holds still
+            # meanwhile (until the next frame's payload, 40 bit times at the least).
+            waiting = Signal()
+            m.d.comb += core.in_valid.eq(recv.infer | waiting)
+            with m.If(core.in_ready):
+                m.d.sync += waiting.eq(0)
+            with m.Elif(recv.infer):
+                m.d.sync += waiting.eq(1)
+        else:
+            m.d.comb += core.in_valid.eq(recv.infer)
 
         # The request register holds still until the next frame's payload bytes arrive, at
         # least a header (4 bytes, 40 bit times) later; when the core answers sooner than
         # that, its sequence number can be read straight from there. Otherwise it travels
         # beside the core, delayed by its latency.
         seq = recv.payload[:8]
-        for stage in range(core.latency if core.latency >= 40 * self.divisor else 0):
+        if handshake:
+            # One input in flight: its sequence number is latched when the core takes it.
+            seq_q = Signal(8)
+            with m.If(core.in_valid & core.in_ready):
+                m.d.sync += seq_q.eq(seq)
+            seq = seq_q
+        for stage in range(core.latency if core.latency >= 40 * self.divisor
+                           and not handshake else 0):
             delayed = Signal(8, name=f"seq_d{stage}")
             m.d.sync += delayed.eq(seq)
             seq = delayed
@@ -243,10 +265,14 @@ class BistTop(wiring.Component):
         feed = Signal(range(n + 1))
         issued = Signal()
         running = Signal()  # counting cycles: from the first input to the last output
-        m.d.comb += in_port.addr.eq(feed)
-        m.d.sync += issued.eq(0)
-        with m.If(feed != n):
-            m.d.sync += [feed.eq(feed + 1), issued.eq(1)]
+        # A core with a ready handshake (folded) may hold an input off: the read port then
+        # keeps its data and the feed waits.
+        take = (~issued | core.in_ready) if hasattr(core, "in_ready") else Const(1, 1)
+        m.d.comb += [in_port.addr.eq(feed), in_port.en.eq(take)]
+        with m.If(take):
+            m.d.sync += issued.eq(0)
+            with m.If(feed != n):
+                m.d.sync += [feed.eq(feed + 1), issued.eq(1)]
         m.d.comb += [core.in_bits.eq(in_port.data), core.in_valid.eq(issued)]
 
         # Check: exp_port shows row `checked` whenever an output arrives; ask for the next

@@ -126,7 +126,10 @@ class Board:
         raise last
 
     def infer(self, bits: np.ndarray, *, window: int = 4, progress=None) -> RunResult:
-        """Classify every row of ``bits`` (samples x inputs, 0/1) on the board."""
+        """Classify every row of ``bits`` (samples x inputs, 0/1) on the board.
+
+        ``progress(done, total)`` (optional) hears how many answers are in, at most ten
+        times a second and once at the end (a progress bar with samples/s)."""
         if self.layout is None:
             self.info()
         layout = self.layout
@@ -141,7 +144,7 @@ class Board:
         latencies = np.zeros(n)
         in_flight: deque[tuple[int, float]] = deque()
         sent = done = 0
-        start = time.monotonic()
+        start = next_report = time.monotonic()
         while done < n:
             while sent < n and len(in_flight) < window:
                 self.send_raw(layout.encode_request(sent & 0xFF, bits[sent]))
@@ -161,8 +164,9 @@ class Board:
             scores[index] = sc
             classes[index] = cls
             done += 1
-            if progress is not None:
+            if progress is not None and (done == n or time.monotonic() >= next_report):
                 progress(done, n)
+                next_report = time.monotonic() + 0.1
         return RunResult(scores, classes, time.monotonic() - start, latencies,
                          self.decoder.dropped, self.board_info)
 

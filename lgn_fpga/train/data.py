@@ -24,6 +24,11 @@ NAMES = ("digits", "fashion-mnist", "mnist-5k")
 #: test fraction and seed of the stratified split for datasets without an official one
 TEST_FRACTION = 0.25
 SPLIT_SEED = 0
+#: the validation split carved out of the training split: fraction and seed. The seed is
+#: fixed (not the training --seed) so that every run of a comparison is scored on the same
+#: validation samples.
+VAL_FRACTION = 0.1
+VAL_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,9 @@ class Dataset:
     y_test: np.ndarray
     classes: int
     split: str  # how the split was made, recorded in the model's meta
-    image_shape: tuple[int, int] | None = None  # (H, W) when features are pixels, row-major
+    #: (H, W) when features are pixels, row-major; (H, W, C) for C values per pixel (colour),
+    #: feature (y*W + x)*C + c
+    image_shape: tuple[int, ...] | None = None
 
     @property
     def features(self) -> int:
@@ -74,6 +81,26 @@ def stratified_split(y: np.ndarray, test_fraction: float = TEST_FRACTION,
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def validation_split(data: Dataset, fraction: float = VAL_FRACTION, seed: int = VAL_SEED):
+    """Carve a stratified, seeded validation split out of ``data``'s training split.
+
+    Returns ``(train, x_val, y_val, description)``: ``train`` is ``data`` with the
+    validation samples removed from its training split (its test split untouched). With
+    ``fraction`` 0 the validation arrays are empty."""
+    if not 0 <= fraction < 1:
+        raise UserError(f"--val-fraction {fraction:g}: must be in [0, 1)")
+    if fraction == 0 or len(data.y_train) == 0:
+        empty = data.x_train[:0]
+        return data, empty, data.y_train[:0], "none"
+    keep, val = stratified_split(data.y_train, fraction, seed)
+    if len(keep) == 0:
+        raise UserError(f"--val-fraction {fraction:g}: leaves no training samples")
+    train = Dataset(data.name, data.x_train[keep], data.y_train[keep], data.x_test,
+                    data.y_test, data.classes, data.split, data.image_shape)
+    description = f"stratified {fraction:g} of the training split, seed {seed}"
+    return train, data.x_train[val], data.y_train[val], description
 
 
 def _split(name, x, y, image_shape=None) -> Dataset:
@@ -159,6 +186,11 @@ def _npz(path: str) -> Dataset:
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable .npz ({e})") from None
     keys = set(arrays.files)
+    image = None
+    if "image_shape" in keys:  # (H, W) or (H, W, C): the features are pixels, (y, x, c)
+        image = tuple(int(v) for v in np.asarray(arrays["image_shape"]).reshape(-1))
+        if len(image) not in (2, 3) or min(image) < 1:
+            raise UserError(f"{path}: image_shape must be (H, W) or (H, W, C), got {image}")
     if {"x_train", "y_train", "x_test", "y_test"} <= keys:
         parts = [np.asarray(arrays[k]) for k in ("x_train", "y_train", "x_test", "y_test")]
         x_tr, y_tr, x_te, y_te = parts
@@ -167,9 +199,10 @@ def _npz(path: str) -> Dataset:
                 raise UserError(f"{path}: {k} must be (samples, features), got {a.shape}")
         y_all = np.concatenate([y_tr, y_te])
         _check_labels(path, y_all)
+        _check_image(path, image, x_tr.shape[1])
         return Dataset(str(path), x_tr.astype(np.float64), y_tr.astype(np.int64),
                        x_te.astype(np.float64), y_te.astype(np.int64), int(y_all.max()) + 1,
-                       "given by the file")
+                       "given by the file", image)
     if not {"x", "y"} <= keys:
         raise UserError(f"{path}: needs arrays x and y (or x_train, y_train, x_test, y_test); "
                         f"it has {', '.join(sorted(keys)) or 'none'}")
@@ -178,7 +211,14 @@ def _npz(path: str) -> Dataset:
         raise UserError(f"{path}: x must be (samples, features) and y (samples,), got "
                         f"{x.shape} and {y.shape}")
     _check_labels(path, y)
-    return _split(str(path), x, y)
+    _check_image(path, image, x.shape[1])
+    return _split(str(path), x, y, image)
+
+
+def _check_image(path, image, features):
+    if image is not None and int(np.prod(image)) != features:
+        raise UserError(f"{path}: image_shape {image} holds {int(np.prod(image))} values, the "
+                        f"samples have {features} features")
 
 
 def _check_labels(path, y):

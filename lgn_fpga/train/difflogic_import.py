@@ -9,8 +9,12 @@ hardened gate is ``weights.argmax(-1)`` (difflogic's eval mode).
 
 So we accept, in order of preference:
 
-* a pickled model (``torch.save(model)``): the wiring, k and tau come with it. We unpickle
-  difflogic's classes as inert stand-ins, so difflogic need not be installed;
+* a pickled model (``torch.save(model)``): the wiring, k and tau come with it. It is read
+  with an allow-list unpickler (:class:`_AllowListUnpickler`) that never runs code from the
+  file: difflogic's ``LogicLayer`` / ``GroupSum`` and torch's container modules become inert
+  stand-ins that only keep their attributes, tensors are rebuilt by torch's own rebuild
+  functions, and any other global (``os.system``, ``builtins.eval``, another library's
+  class, ...) is refused with one line. difflogic need not be installed;
 * a state dict plus the wiring: keys ``<layer>.indices`` (2 x out) or ``<layer>.indices.0``
   and ``<layer>.indices.1`` in the same file, or in a separate ``--indices`` file;
 * an ``.npz`` with the same keys (numpy only: no torch needed).
@@ -62,19 +66,56 @@ class _Inert:
         self.__dict__.update(state)
 
 
-class _InertUnpickler(pickle.Unpickler):
+#: Module classes a difflogic model is made of: unpickled as inert stand-ins, never imported.
+_MODULE_CLASSES = {
+    ("difflogic.difflogic", "LogicLayer"), ("difflogic.difflogic", "GroupSum"),
+    ("difflogic", "LogicLayer"), ("difflogic", "GroupSum"),
+    ("torch.nn.modules.container", "Sequential"), ("torch.nn.modules.container", "ModuleList"),
+    ("torch.nn.modules.container", "ModuleDict"), ("torch.nn.modules.flatten", "Flatten"),
+}
+#: Functions and classes a torch file may name, besides storages (which torch itself maps
+#: before our find_class sees them) and dtypes: the rebuild functions torch's own
+#: ``weights_only`` loader allows for tensors and parameters.
+_ALLOWED = {
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor"), ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
+    ("torch", "Size"),
+    # torch.nn.Module keeps a set (_non_persistent_buffers_set); protocol 2 names builtins
+    # by their Python 2 module
+    ("builtins", "set"), ("__builtin__", "set"), ("builtins", "frozenset"),
+    ("__builtin__", "frozenset"),
+}
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """Resolves only :data:`_MODULE_CLASSES` (as inert stand-ins), :data:`_ALLOWED` and torch
+    dtypes; everything else raises ``pickle.UnpicklingError`` naming the global."""
+
     def find_class(self, module, name):
-        if module.split(".")[0] == "difflogic":
+        if (module, name) in _MODULE_CLASSES:
             return type(name, (_Inert,), {"__module__": "lgn_fpga.difflogic_standin"})
-        return super().find_class(module, name)
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        if module == "torch":
+            import torch
+
+            if isinstance(getattr(torch, name, None), torch.dtype):
+                return getattr(torch, name)
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: only difflogic's LogicLayer/GroupSum, torch "
+            f"containers and tensors are allowed (no code runs from model files)")
 
 
-class _InertPickle:
-    """A ``pickle_module`` for torch.load that never imports difflogic."""
+class _AllowListPickle:
+    """A ``pickle_module`` for torch.load whose Unpickler is :class:`_AllowListUnpickler`."""
 
-    Unpickler = _InertUnpickler
-    load = staticmethod(pickle.load)
+    Unpickler = _AllowListUnpickler
     __name__ = "pickle"
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _AllowListUnpickler(file, **kwargs).load()
 
 
 def _numpy(t) -> np.ndarray:
@@ -193,13 +234,19 @@ def _torch_load(path: Path):
                         f"(or convert to .npz)") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        pass  # not plain tensors: a pickled model; unpickle with difflogic stand-ins
+    except Exception:  # noqa: BLE001 - not plain tensors: try the allow-list next
+        pass
+    # A pickled model: torch's own loader with our allow-list unpickler, never standard
+    # pickle (weights_only=False only lets torch take our pickle_module; find_class above
+    # decides what may be loaded).
     try:
         return torch.load(path, map_location="cpu", weights_only=False,
-                          pickle_module=_InertPickle)
-    except Exception as e:
-        raise UserError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+                          pickle_module=_AllowListPickle)
+    except pickle.UnpicklingError as e:
+        raise UserError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any failure of a foreign file is one line
+        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UserError(f"{path}: cannot read ({type(e).__name__}: {message})") from None
 
 
 # -- converting ---------------------------------------------------------------------------

@@ -23,6 +23,9 @@ class Outputs:
     scores: np.ndarray   # int64 (m, C)
     classes: np.ndarray  # int64 (m,)
     total_cycles: int    # cycles simulated
+    #: with a ready handshake (the folded core): the cycle each vector was accepted in,
+    #: which replaces the schedule's presentation cycle when latencies are checked.
+    accepted: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,19 @@ __all__ = [
 ]
 
 ENGINES = ("pysim", "cxxrtl", "verilog", "netlist")
+CORES = ("parallel", "folded")
+
+
+def paced_schedule(schedule: np.ndarray, latency: int) -> np.ndarray:
+    """``schedule`` with ``latency - 1`` idle cycles after every vector: a core that takes
+    one input per ``latency`` cycles (the folded core) is then ready for each at once, so
+    an engine without a handshake driver can run it."""
+    out = []
+    for v in np.asarray(schedule).tolist():
+        out.append(v)
+        if v >= 0:
+            out.extend([-1] * (latency - 1))
+    return np.asarray(out, dtype=np.int64)
 
 # -- stimulus -----------------------------------------------------------------------------
 
@@ -118,6 +131,92 @@ def run_pysim(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *,
     )
 
 
+def run_pysim_ready(core, bits: np.ndarray, schedule: np.ndarray, *,
+                    vcd: str | os.PathLike | None = None, seed: int = 0,
+                    progress: Callable[[int, int], None] | None = None) -> Outputs:
+    """Drive a core with an ``in_ready`` handshake (:class:`~lgn_fpga.gateware.folded.
+    FoldedCore`) in Amaranth's simulator: the schedule's vectors are presented in order,
+    each held until accepted; each -1 of the schedule is an idle cycle (``in_valid = 0``,
+    garbage on ``in_bits``) before the next vector. Records the accepting cycles."""
+    from amaranth.hdl import Value
+    from amaranth.sim import Simulator
+
+    graph = core.graph
+    rows = pack_rows(bits)
+    garbage_rng = np.random.default_rng([seed, 0x6A4BA6E])
+    n = int((schedule >= 0).sum())
+    # Every vector waits at most one inference for the previous one; then it drains.
+    total = len(schedule) + (n + 1) * (core.latency + 1) + DRAIN_SLACK
+    out_cycles: list[int] = []
+    out_scores: list[list[int]] = []
+    out_classes: list[int] = []
+    accepted: list[int] = []
+    scores_port = Value.cast(core.out_scores)
+    garbage_bytes = -(-graph.inputs // 8)
+    garbage_mask = (1 << graph.inputs) - 1
+    ran = [0]
+
+    async def testbench(ctx):
+        pos = 0
+        cycle = 0
+        while cycle < total and (pos < len(schedule) or len(out_cycles) < n):
+            v = int(schedule[pos]) if pos < len(schedule) else -1
+            if v >= 0:
+                ctx.set(core.in_bits, rows[v])
+                ctx.set(core.in_valid, 1)
+            else:
+                ctx.set(core.in_bits, int.from_bytes(garbage_rng.bytes(garbage_bytes), "little")
+                        & garbage_mask)
+                ctx.set(core.in_valid, 0)
+            taken = v >= 0 and ctx.get(core.in_ready)
+            if v < 0 or taken:
+                pos += 1
+            if taken:
+                accepted.append(cycle)
+            await ctx.tick()
+            if ctx.get(core.out_valid):
+                out_cycles.append(cycle + 1)
+                out_classes.append(ctx.get(core.out_class))
+                out_scores.append(unpack_scores(ctx.get(scores_port), graph.classes,
+                                                core.score_width))
+            cycle += 1
+            if progress is not None and cycle % 1000 == 0:
+                progress(cycle, total)  # total is an upper bound: the run ends when all are out
+        # A few more cycles: an output that should not come must not come either.
+        ctx.set(core.in_valid, 0)
+        for extra in range(DRAIN_SLACK):
+            await ctx.tick()
+            if ctx.get(core.out_valid):
+                out_cycles.append(cycle + extra + 1)
+                out_classes.append(ctx.get(core.out_class))
+                out_scores.append(unpack_scores(ctx.get(scores_port), graph.classes,
+                                                core.score_width))
+        ran[0] = cycle + DRAIN_SLACK
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    if vcd is None:
+        sim.run()
+    else:
+        vcd = Path(vcd)
+        tmp = vcd.with_name(f".{vcd.name}.tmp")
+        try:
+            with sim.write_vcd(str(tmp)):
+                sim.run()
+            os.replace(tmp, vcd)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return Outputs(
+        cycles=np.asarray(out_cycles, dtype=np.int64),
+        scores=np.asarray(out_scores, dtype=np.int64).reshape(-1, graph.classes),
+        classes=np.asarray(out_classes, dtype=np.int64),
+        total_cycles=ran[0],
+        accepted=np.asarray(accepted, dtype=np.int64),
+    )
+
+
 # -- locating a mismatch ------------------------------------------------------------------
 
 #: nets larger than this are not re-simulated in pysim to locate a mismatch (too slow).
@@ -150,7 +249,45 @@ def layer_values(core: LogicNetCore, row: np.ndarray) -> list[np.ndarray]:
             for n, width in enumerate(graph.widths)]
 
 
-def locate_mismatch(model: GateGraph, net: GateGraph, pipeline: int, row: np.ndarray) -> str:
+def folded_layer_values(core, row: np.ndarray) -> list[np.ndarray]:
+    """Every gate layer's bits for input ``row``, read from a
+    :class:`~lgn_fpga.gateware.folded.FoldedCore`'s gate outputs (``core.probe``) in pysim
+    as its rows go by."""
+    from amaranth.sim import Simulator
+
+    graph, plan = core.graph, core.plan
+    p = plan.lanes
+    [packed] = pack_rows(row[None, :])
+    layers = [np.zeros(w, dtype=np.uint8) for w in graph.widths]
+    k = graph.group_size
+
+    async def testbench(ctx):
+        ctx.set(core.in_bits, packed)
+        ctx.set(core.in_valid, 1)
+        await ctx.tick()
+        ctx.set(core.in_valid, 0)
+        for _ in range(core.latency):
+            if ctx.get(core.probe["valid"]):
+                n, r, word = (ctx.get(core.probe[x]) for x in ("layer", "row", "bits"))
+                for j in range(p):
+                    if n < graph.depth - 1:
+                        gate = r * p + j
+                    else:  # the last layer is laid out class by class, padded to P
+                        slot = (r % plan.class_rows) * p + j
+                        gate = (r // plan.class_rows) * k + slot if slot < k else None
+                    if gate is not None and gate < graph.widths[n]:
+                        layers[n][gate] = (word >> j) & 1
+            await ctx.tick()
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return layers
+
+
+def locate_mismatch(model: GateGraph, net: GateGraph, pipeline: int, row: np.ndarray, *,
+                    lanes: int | None = None) -> str:
     """Why the core disagrees with the model on input ``row``: the built net itself differs
     (optimizer or injected fault), or the first gate whose hardware value differs from the
     net's golden value, or (every layer right) the class head."""
@@ -163,7 +300,12 @@ def locate_mismatch(model: GateGraph, net: GateGraph, pipeline: int, row: np.nda
     if net.gates > LOCATE_MAX_GATES:
         return f"not located (the net has {net.gates} gates; re-run with a smaller net)"
     expected_layers = golden.GoldenModel(net).layer_bits(row[None, :])
-    actual_layers = layer_values(LogicNetCore(net, pipeline=pipeline), row)
+    if lanes is None:
+        actual_layers = layer_values(LogicNetCore(net, pipeline=pipeline), row)
+    else:
+        from lgn_fpga.gateware.folded import FoldedCore
+
+        actual_layers = folded_layer_values(FoldedCore(net, lanes=lanes), row)
     for n, (exp, act) in enumerate(zip(expected_layers, actual_layers)):
         bad = np.flatnonzero(exp[0] != act)
         if bad.size:
@@ -185,6 +327,8 @@ def check(expected: golden.Prediction, schedule: np.ndarray, outputs: Outputs,
     mismatch (or None) and the measured latency (None if no output came back)."""
     n = len(expected.classes)
     input_cycle = np.flatnonzero(schedule >= 0)  # cycle each vector was presented in
+    if outputs.accepted is not None:  # a ready handshake: the cycle each was accepted in
+        input_cycle = outputs.accepted
     got = len(outputs.cycles)
     measured = int(outputs.cycles[0] - input_cycle[0]) if got and n else None
     for v in range(min(n, got)):
@@ -213,10 +357,18 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
              seed: int = 0, vcd: str | os.PathLike | None = None,
              fault: tuple[int, int] | None = None,
              progress: Callable[[int, int], None] | None = None,
-             status: Callable[[str], None] | None = None) -> SimResult:
+             status: Callable[[str], None] | None = None,
+             core: str = "parallel", lanes: int = 1) -> SimResult:
     """Build the core for ``graph`` (optimized unless ``optimize=False``; with ``fault``
     injected), stream ``bits`` through it on ``engine`` and check every output against
-    the golden model of the original ``graph``."""
+    the golden model of the original ``graph``.
+
+    ``core`` is "parallel" (:class:`LogicNetCore`) or "folded"
+    (:class:`~lgn_fpga.gateware.folded.FoldedCore` with ``lanes`` gates per clock). The
+    folded core's ready handshake is driven in pysim; the compiled engines get the vectors
+    paced ``latency`` cycles apart (plus the schedule's gaps), so each is taken at once."""
+    if core not in CORES:
+        raise UserError(f"--core must be one of {', '.join(CORES)}, got {core!r}")
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
     if vcd is not None and engine != "pysim":
@@ -229,10 +381,27 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
     expected = golden.predict(graph, bits)
     net, stats = design_graph(graph, optimize=optimize, fault=fault)
     schedule = make_schedule(len(bits), gap_rate=gap_rate, seed=seed)
-    core = LogicNetCore(net, pipeline=pipeline)
-    extra = {"gates": net.gates, "pipeline": pipeline, "optimized": stats is not None}
+    kind = core
+    if kind == "folded":
+        from lgn_fpga.gateware.folded import FoldedCore
+
+        try:
+            core = FoldedCore(net, lanes=lanes)
+        except ValueError as e:
+            raise UserError(f"--lanes: {e}") from None
+        extra = {"gates": net.gates, "core": "folded", "lanes": lanes,
+                 "cycles_per_inference": core.plan.cycles_per_inference,
+                 "optimized": stats is not None}
+        if engine != "pysim":
+            schedule = paced_schedule(schedule, core.latency)
+    else:
+        core = LogicNetCore(net, pipeline=pipeline)
+        extra = {"gates": net.gates, "pipeline": pipeline, "optimized": stats is not None}
     start = time.perf_counter()
-    if engine == "pysim":
+    if engine == "pysim" and kind == "folded":
+        outputs = run_pysim_ready(core, bits, schedule, vcd=vcd, seed=seed, progress=progress)
+        seconds = time.perf_counter() - start
+    elif engine == "pysim":
         outputs = run_pysim(core, bits, schedule, vcd=vcd, seed=seed, progress=progress)
         seconds = time.perf_counter() - start
     else:
@@ -243,7 +412,8 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
         seconds = extra["run_seconds"]  # the simulation itself; build time is reported apart
     mismatch, measured = check(expected, schedule, outputs, core.latency)
     if mismatch is not None and mismatch.expected_scores is not None:
-        where = locate_mismatch(graph, net, pipeline, bits[mismatch.vector])
+        where = locate_mismatch(graph, net, pipeline, bits[mismatch.vector],
+                                lanes=lanes if kind == "folded" else None)
         mismatch = dataclasses.replace(mismatch, where=where)
     return SimResult(engine, len(bits), outputs.total_cycles, core.latency, measured,
                      seconds, mismatch, extra)

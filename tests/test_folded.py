@@ -1,0 +1,290 @@
+"""The folded core (lgn_fpga.gateware.folded): golden agreement in pysim and CXXRTL, the
+ready handshake through the UART and BIST tops, the layout arithmetic, the build's core
+choice and its refusal of a net that does not fit even folded."""
+
+import json
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+from conftest import invoke
+from lgn_fpga.sim.uart_link import SIM_DIVISOR, uart_testbench
+
+from lgn_fpga import protocol as p
+from lgn_fpga.errors import UserError
+from lgn_fpga.flow import profiles
+from lgn_fpga.flow.build import BuildOptions, build, choose_core, estimate_folded
+from lgn_fpga.gateware.folded import FoldedCore, fold_plan, memory_blocks
+from lgn_fpga.gateware.tops import BistTop, UartTop
+from lgn_fpga.models import resolve
+from lgn_fpga.net import golden
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.optimize import optimize
+from lgn_fpga.net.random_nets import random_bits, random_graph
+from lgn_fpga.verify.harness import make_schedule
+from lgn_fpga.verify.simulate import check, folded_layer_values, run_pysim_ready, simulate
+
+
+def _run(graph, lanes, vectors=12, seed=0, gap_rate=0.3):
+    bits = random_bits(graph.inputs, vectors, seed)
+    core = FoldedCore(graph, lanes=lanes)
+    schedule = make_schedule(len(bits), gap_rate=gap_rate, seed=seed)
+    outputs = run_pysim_ready(core, bits, schedule, seed=seed)
+    return core, outputs, check(golden.predict(graph, bits), schedule, outputs, core.latency)
+
+
+# (inputs, layers, width, classes): k not a multiple of the lanes, a one-layer net, ties
+NETS = [(12, 3, 24, 4), (5, 1, 21, 3), (30, 2, 21, 7), (7, 4, 9, 3)]
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4, 8])
+@pytest.mark.parametrize("shape", NETS)
+def test_folded_core_agrees_with_golden_in_pysim(shape, lanes):
+    g = random_graph(*shape, seed=lanes + shape[0])
+    core, outputs, (mismatch, measured) = _run(g, lanes, seed=lanes)
+    assert mismatch is None, mismatch.describe()
+    assert measured == core.latency == fold_plan(g, lanes).latency
+    # one input in flight: the next is taken in the cycle the previous result leaves, at
+    # the earliest
+    assert np.all(np.diff(outputs.accepted) >= core.latency)
+
+
+def test_ties_go_to_the_lowest_class():
+    # every gate of the last layer constant 1: all scores tie, class 0 must win
+    g = gg.make(4, [(np.zeros(6, int), np.zeros(6, int), np.full(6, 15, np.uint8))], 3)
+    _, outputs, (mismatch, _) = _run(g, 1, vectors=3)
+    assert mismatch is None and outputs.classes.tolist() == [0, 0, 0]
+    assert outputs.scores.tolist() == [[2, 2, 2]] * 3
+
+
+def test_latency_and_rows_follow_the_documented_formula():
+    g = random_graph(30, 3, 21, 7, seed=1)  # widths 21, 21, 21: k = 3
+    plan = fold_plan(g, 2)
+    assert plan.layer_rows == [11, 11, 7 * 2]      # ceil(21/2), ceil(21/2), C * ceil(3/2)
+    assert plan.load_rows == 15
+    assert plan.latency == 1 + 15 + (11 + 11 + 14) + (3 - 1) + 2
+    assert plan.addr_width == 5 and plan.entry_width == 14  # 30 sources -> 16 words of 2
+
+
+def test_lanes_must_be_a_power_of_two():
+    g = random_graph(8, 2, 8, 2, seed=0)
+    for bad in (0, 3, 32):
+        with pytest.raises(ValueError, match="power of two"):
+            FoldedCore(g, lanes=bad)
+
+
+def test_block_ram_counts_use_the_best_aspect_ratio():
+    assert memory_blocks("ice40", 1, 2048) == 1       # 2048 x 2
+    assert memory_blocks("ice40", 24, 4096) == 24     # 8 x 512, three wide, eight deep
+    assert memory_blocks("ecp5", 30, 18861) == 37     # 36 x 512, 37 deep
+    assert memory_blocks("gowin", 1, 1) is None
+
+
+def test_simulate_api_runs_the_folded_core_on_digits():
+    graph = gg.load(resolve("digits"))
+    bits = random_bits(graph.inputs, 3, 4)
+    result = simulate(graph, bits, core="folded", lanes=4, gap_rate=0.5, seed=4)
+    assert result.passed, result.mismatch.describe()
+    assert result.extra["core"] == "folded" and result.extra["lanes"] == 4
+    assert result.latency_measured == result.latency_declared
+
+
+def test_the_folded_core_shows_every_gate_for_locating_a_mismatch():
+    g = random_graph(10, 3, 17, 3, seed=2)  # k = 5, padded to 8 with 4 lanes
+    row = random_bits(10, 1, 3)[0]
+    want = golden.GoldenModel(g).layer_bits(row[None, :])
+    got = folded_layer_values(FoldedCore(g, lanes=4), row)
+    for exp, act in zip(want, got):
+        assert exp[0].tolist() == act.tolist()
+
+
+def test_cli_simulate_folded_passes_and_bad_lanes_get_one_line(model_file):
+    result = invoke("simulate", model_file, "--core", "folded", "--lanes", 2, "--vectors", 6,
+                    "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["passed"] and out["core"] == "folded" and out["lanes"] == 2
+    result = invoke("simulate", model_file, "--core", "folded", "--lanes", 3)
+    assert result.exit_code != 0
+    assert "power of two" in result.output and "Traceback" not in result.output
+
+
+def test_folded_core_agrees_with_golden_in_cxxrtl():
+    g = random_graph(16, 3, 40, 4, seed=5)
+    bits = random_bits(g.inputs, 20, 1)
+    result = simulate(g, bits, core="folded", lanes=2, engine="cxxrtl")
+    assert result.passed, result.mismatch.describe()
+    assert result.latency_measured == result.latency_declared
+
+
+# -- the tops -----------------------------------------------------------------------------
+
+
+def _run_uart(top, data: bytes, *, until, max_cycles=400_000):
+    pending = [bytes(data)]
+    received = bytearray()
+    cycles = [0]
+
+    def take():
+        return pending.pop() if pending else b""
+
+    def stop():
+        cycles[0] += 1
+        return until(bytes(received)) or cycles[0] > max_cycles
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(uart_testbench(top.rx, top.tx, SIM_DIVISOR, take_input=take,
+                                     give_output=received.extend, stop=stop))
+    sim.run()
+    return bytes(received)
+
+
+def test_uart_top_with_a_folded_core_answers_back_to_back_frames():
+    # latency longer than one frame: the second request waits for the core (in_ready low)
+    g = random_graph(10, 3, 110, 4, seed=3)
+    core = FoldedCore(g, lanes=1)
+    top = UartTop(g, divisor=SIM_DIVISOR, core=core)
+    layout = top.layout
+    frame_cycles = 10 * SIM_DIVISOR * len(layout.encode_request(0, np.zeros(g.inputs, int)))
+    assert frame_cycles < core.latency < frame_cycles + 40 * SIM_DIVISOR
+    bits = random_bits(g.inputs, 3, 9)
+    data = b"".join(layout.encode_request(20 + i, row) for i, row in enumerate(bits))
+    decoder = p.Decoder(p.response_lengths(layout))
+    out = _run_uart(top, data, until=lambda r: len(p.Decoder(
+        p.response_lengths(layout)).feed(r)) >= 3)
+    frames = decoder.feed(out)
+    want = golden.predict(g, bits)
+    assert [k for k, _ in frames] == [p.RSP_RESULT] * 3
+    for i, (_, payload) in enumerate(frames):
+        seq, cls, scores = layout.decode_result(payload)
+        assert (seq, cls, scores.tolist()) == (20 + i, want.classes[i], want.scores[i].tolist())
+
+
+def _run_bist(top, max_cycles):
+    out = {}
+
+    async def bench(ctx):
+        for _ in range(max_cycles):
+            await ctx.tick()
+            if ctx.get(top.done):
+                break
+        out.update(done=ctx.get(top.done), passed=ctx.get(top.passed),
+                   cycles=ctx.get(top.cycles), first=ctx.get(top.first_failure))
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def test_bist_top_with_a_folded_core_passes_and_catches_a_bad_vector():
+    g = random_graph(10, 3, 16, 4, seed=3)
+    bits = random_bits(g.inputs, 8, 2)
+    core = FoldedCore(g, lanes=2)
+    out = _run_bist(BistTop(g, bits, divisor=SIM_DIVISOR, core=core), 20 * core.latency)
+    assert out["done"] and out["passed"]
+    assert out["cycles"] >= 8 * core.latency
+    top = BistTop(g, bits, divisor=SIM_DIVISOR, core=FoldedCore(g, lanes=2))
+    top.expected[5] ^= 1
+    out = _run_bist(top, 20 * core.latency)
+    assert out["done"] and not out["passed"] and out["first"] == 5
+
+
+# -- the build ----------------------------------------------------------------------------
+
+
+def test_auto_keeps_the_parallel_core_when_it_fits_and_folds_when_it_does_not():
+    small = random_graph(16, 3, 48, 4, seed=5)
+    ice = profiles.get("icebreaker")
+    kind, _, _, why = choose_core(small, ice, kind="auto", lanes=None, top="uart",
+                                  pipeline=2, vectors=0, score_width=small.score_width)
+    assert kind == "parallel" and "fits" in why
+    big = random_graph(64, 4, 2000, 10, seed=1)
+    kind, lanes, est, why = choose_core(big, ice, kind="auto", lanes=None, top="uart",
+                                        pipeline=2, vectors=0, score_width=big.score_width)
+    assert kind == "folded" and lanes >= 1 and "parallel core needs" in why
+    assert est["cycles_per_inference"] == fold_plan(big, lanes).latency
+
+
+def test_a_net_too_big_even_folded_is_refused_before_synthesis_with_the_numbers(tmp_path):
+    with pytest.raises(UserError, match=r"parallel: ~\d+ LUTs needed, 5280 available; .*even "
+                                        r"folded \(1 lane\(s\)\): .*block RAMs, 30 available"):
+        build(BuildOptions(board="icebreaker", model="fashion-mnist", out=str(tmp_path)))
+    assert not (tmp_path / "top.bin").exists()
+
+
+def test_cli_build_rejects_bad_lanes_in_one_line(tmp_path):
+    result = invoke("build", "--board", "icebreaker", "--core", "folded", "--lanes", 3,
+                    "-o", tmp_path)
+    assert result.exit_code != 0 and "power of two" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_folded_estimate_counts_the_program_in_blocks():
+    g, _ = optimize(gg.load(resolve("digits")))
+    est = estimate_folded(g, profiles.get("icebreaker"), top="uart", lanes=1)
+    assert est["program_rows"] == g.gates
+    assert est["bram_blocks"] <= 30
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "small.json"
+    gg.save(random_graph(inputs=16, layers=3, width=48, classes=4, seed=5), path)
+    return path
+
+
+@pytest.mark.slow
+def test_real_ice40_build_of_a_folded_uart_top(small_model, tmp_path):
+    report = build(BuildOptions(board="icebreaker", model=str(small_model), core="folded",
+                                lanes=2, out=str(tmp_path)))
+    assert report["status"] == "ok" and (tmp_path / "top.bin").exists()
+    assert report["core"]["kind"] == "folded" and report["core"]["lanes"] == 2
+    assert report["utilization"]["bram_blocks"]["used"] >= 1  # the program sits in BRAM
+    assert report["cycles_per_inference"] == report["latency_cycles"]
+    assert report["inferences_per_second"] == round(12e6 / report["cycles_per_inference"], 1)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["core"] == report["core"]
+
+
+@pytest.mark.slow
+def test_real_ecp5_build_of_a_folded_bist_top(small_model, tmp_path):
+    report = build(BuildOptions(board="ulx3s-12f", model=str(small_model), top="bist",
+                                core="folded", lanes=1, vectors=16, out=str(tmp_path)))
+    assert report["status"] == "ok" and (tmp_path / "top.bit").exists()
+    assert report["core"]["kind"] == "folded"
+    assert report["utilization"]["bram_blocks"]["used"] >= 3  # program, 2 stores, vectors
+
+
+def test_sim_board_serves_a_folded_top_and_refuses_one_slower_than_a_frame():
+    from lgn_fpga.verify.board import simulated_top
+
+    g = random_graph(10, 3, 16, 4, seed=3)
+    top = simulated_top(g, "uart", divisor=SIM_DIVISOR, pipeline=None, lanes=2)
+    assert isinstance(top.core, FoldedCore) and top.core.lanes == 2
+    top._MustUse__silence = top.core._MustUse__silence = True  # not simulated here
+    result = invoke("sim-board", "--model", "digits", "--core", "folded", "--lanes", 1)
+    assert result.exit_code != 0 and "use more --lanes" in result.output
+
+
+@pytest.mark.parametrize("top", ["uart", "bist"])
+def test_build_report_states_the_folded_core_and_its_throughput(small_model, tmp_path,
+                                                                monkeypatch, top):
+    # Yosys replaced by `false`: everything up to synthesis runs, and the failed run's
+    # report shows what the build chose (the slow tests run the tools).
+    monkeypatch.setenv("YOSYS", "false")
+    with pytest.raises(UserError, match="synth failed"):
+        build(BuildOptions(board="icebreaker", model=str(small_model), core="folded",
+                           top=top, out=str(tmp_path)))
+    report = json.loads((tmp_path / "failed" / "report.json").read_text())
+    core = FoldedCore(optimize(gg.load(small_model))[0], lanes=report["core"]["lanes"])
+    assert report["core"]["kind"] == "folded" and report["core"]["lanes"] in (1, 2, 4, 8)
+    assert report["core"]["ram"]["program_rows"] == core.plan.rows
+    assert report["cycles_per_inference"] == core.latency == report["latency_cycles"]
+    assert report["inferences_per_second"] == round(12e6 / core.latency, 1)
+    if top == "bist":  # the default vector count leaves room for the program
+        assert 1 <= report["options"]["vectors"] <= 256
+        assert report["estimate"]["bram_bits"] <= report["estimate"]["capacity_bram_bits"]
+    core._MustUse__silence = True

@@ -1,0 +1,152 @@
+"""The class head built for the logic cell: weighted popcounts, fused level 0, class bits
+counted as offsets and weights, the split argmax, the optional scores delay line."""
+
+import numpy as np
+import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import Value
+from amaranth.sim import Simulator
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lgn_fpga.gateware.core import LogicNetCore, class_counts
+from lgn_fpga.gateware.head import ArgMax, Popcount, left_inverted, plan_popcount
+from lgn_fpga.net import golden, ops
+from lgn_fpga.net import graph as gg
+from lgn_fpga.net.random_nets import random_graph
+from lgn_fpga.verify.simulate import make_schedule, random_bits, run_pysim
+
+
+def _stream(component, port, words, read):
+    """Drive ``port`` with one word per cycle; what ``read`` sees after each edge."""
+    seen = []
+
+    async def testbench(ctx):
+        for w in list(words) + [0] * (component.latency + 1):
+            ctx.set(port, w)
+            await ctx.tick()
+            seen.append(read(ctx))
+
+    sim = Simulator(component)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return seen[component.latency - 1:component.latency - 1 + len(words)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), n=st.integers(1, 24), levels_per_stage=st.integers(1, 3),
+       offset=st.integers(0, 5))
+def test_weighted_popcount_counts_after_its_declared_latency(data, n, levels_per_stage, offset):
+    weights = data.draw(st.lists(st.integers(1, 6), min_size=n, max_size=n))
+    pc = Popcount(n, weights=weights, offset=offset, levels_per_stage=levels_per_stage)
+    rng = np.random.default_rng(n * 31 + offset)
+    words = [int(x) for x in rng.integers(0, 1 << n, 5, dtype=np.uint64)] + [0, (1 << n) - 1]
+    got = _stream(pc, pc.bits, words, lambda ctx: ctx.get(pc.count))
+    want = [offset + sum(w for i, w in enumerate(weights) if word >> i & 1) for word in words]
+    assert got == want
+    assert pc.plan.top == offset + sum(weights)
+
+
+@pytest.mark.parametrize("n", range(1, 40))
+def test_every_bit_is_counted_exactly_once(n):
+    plan = plan_popcount(n)
+    used = [i for pair in plan.pairs for i in pair] + list(plan.spares) + list(plan.singles)
+    assert sorted(used) == list(range(n))
+    assert plan.top == n
+    # Spares are carry-ins of the first adder level only (they never wait in registers).
+    first = plan.levels[0] if plan.levels else ()
+    assert len(plan.spares) == sum(1 for _, _, carry in first if carry >= 0)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_argmax_breaks_ties_toward_the_lowest_index(split):
+    am = ArgMax(5, 3, split=split)
+    assert am.latency == (6 if split else 3)
+    rows = [[1, 4, 4, 0, 2], [7, 7, 7, 7, 7], [0, 0, 0, 0, 1], [3, 1, 6, 6, 6], [2, 5, 1, 5, 0],
+            [0, 0, 0, 0, 0], [6, 6, 0, 7, 7]]
+    words = [sum(s << (3 * c) for c, s in enumerate(r)) for r in rows]
+    got = _stream(am, Value.cast(am.scores), words, lambda ctx: ctx.get(am.index))
+    assert got == [int(np.argmax(r)) for r in rows]
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5, 7])
+def test_argmax_with_complemented_left_scores_still_picks_the_lowest_best(classes):
+    inverted = left_inverted(classes)
+    am = ArgMax(classes, 3, inverted=inverted)
+    rng = np.random.default_rng(classes)
+    rows = rng.integers(0, 8, (40, classes)).tolist() + [[5] * classes, [0] * classes]
+    words = [sum((s ^ 7 if inverted[c] else s) << (3 * c) for c, s in enumerate(r))
+             for r in rows]
+    got = _stream(am, Value.cast(am.scores), words, lambda ctx: ctx.get(am.index))
+    assert got == [int(np.argmax(r)) for r in rows]
+
+
+def _last_layer_net():
+    """8 inputs, one hidden layer, then 2 classes x 8 bits whose last layer has duplicates,
+    complements, constants and swapped-operand twins."""
+    hidden = (np.arange(8), (np.arange(8) + 3) % 8, np.array([6, 1, 7, 9, 14, 2, 4, 8]))
+    a = np.array([0, 0, 1, 1, 2, 2, 3, 5,   4, 5, 5, 6, 7, 0, 1, 2])
+    b = np.array([1, 1, 0, 1, 3, 3, 3, 4,   5, 4, 4, 6, 7, 0, 1, 2])
+    op = np.array([ops.AND, ops.AND, ops.AND, ops.A, ops.XOR, ops.XNOR, ops.TRUE, ops.FALSE,
+                   ops.OR, ops.OR, ops.NOR, ops.A, ops.NOT_A, ops.A, ops.A, ops.A])
+    return gg.make(8, [hidden, (a, b, op)], 2)
+
+
+def test_constants_duplicates_and_complements_become_offsets_and_weights():
+    g = _last_layer_net()
+    first, second = class_counts(g)
+    # Class 0: AND(0,1) x3 (once swapped) -> weight 3; A(1); XOR + XNOR -> 1; TRUE -> 1.
+    assert dict(zip(first.bits, first.weights)) == {0: 3, 3: 1}
+    assert first.offset == 2
+    # Class 1: OR(4,5) x2 (once swapped) + NOR(5,4) -> 1 + weight 1; A(6) + NOT_A(7) differ.
+    assert second.offset == 1
+    assert sorted(second.weights) == [1, 1, 1, 1, 1, 1]
+
+
+def test_a_net_with_duplicates_and_constants_agrees_with_golden_on_every_input():
+    g = _last_layer_net()
+    bits = np.array([[(v >> i) & 1 for i in range(8)] for v in range(256)], dtype=np.uint8)
+    for pipeline in (1, 2):
+        core = LogicNetCore(g, pipeline=pipeline)
+        schedule = make_schedule(256, gap_rate=0.2, seed=pipeline)
+        out = run_pysim(core, bits, schedule, seed=1)
+        want = golden.predict(g, bits)
+        np.testing.assert_array_equal(out.scores, want.scores)
+        np.testing.assert_array_equal(out.classes, want.classes)
+        assert (out.cycles - np.flatnonzero(schedule >= 0) == core.latency).all()
+
+
+def test_all_constant_class_still_scores():
+    zero = np.zeros(4, dtype=np.int64)
+    op = np.array([ops.TRUE, ops.TRUE, ops.FALSE, ops.TRUE, ops.A, ops.B, ops.AND, ops.OR])
+    a = np.array([0, 0, 0, 0, 0, 1, 2, 3])
+    g = gg.make(4, [(np.concatenate([zero, a[4:]]), np.concatenate([zero, a[4:] ^ 1]), op)], 2)
+    assert class_counts(g)[0].bits == ()
+    bits = random_bits(4, 16, 3)
+    out = run_pysim(LogicNetCore(g), bits, make_schedule(16, gap_rate=0.3, seed=3))
+    want = golden.predict(g, bits)
+    np.testing.assert_array_equal(out.scores, want.scores)
+    np.testing.assert_array_equal(out.classes, want.classes)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), split=st.booleans(), pipeline=st.integers(1, 3))
+def test_class_only_core_without_scores_gives_the_same_classes(seed, split, pipeline):
+    g = random_graph(8, 3, 24, 4, seed=seed)
+    bits = random_bits(8, 12, seed)
+    schedule = make_schedule(12, gap_rate=0.3, seed=seed)
+    core = LogicNetCore(g, pipeline=pipeline, scores=False, split_compare=split)
+    out = run_pysim(core, bits, schedule, seed=seed)
+    want = golden.predict(g, bits)
+    np.testing.assert_array_equal(out.classes, want.classes)
+    assert not out.scores.any()
+    assert (out.cycles - np.flatnonzero(schedule >= 0) == core.latency).all()
+
+
+def test_the_last_gate_layer_is_fused_into_the_popcount():
+    g = random_graph(6, 4, 12, 3, seed=1)
+    text = rtlil.convert(LogicNetCore(g, pipeline=2), name="top")
+    assert "\\layer1_q" in text and "\\layer3_q" not in text
+    text = rtlil.convert(LogicNetCore(g, pipeline=2, scores=False), name="top")
+    assert "scores_d" not in text
