@@ -12,7 +12,14 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
 def test_the_documented_names_are_importable():
     from lgn_fpga import (  # noqa: F401
-        LogicNetCore, build, export, load, optimize, predict, save, simulate,
+        LogicNetCore,
+        build,
+        export,
+        load,
+        optimize,
+        predict,
+        save,
+        simulate,
     )
 
 
