@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--family", choices=["ice40", "ecp5"], default="ice40")
     ap.add_argument("--nets", default=",".join(NETS))
     ap.add_argument("--old-rev", default=OLD_REV)
+    ap.add_argument("--heads", default="old,new", help="which heads to build (old,new)")
     ap.add_argument("--keep", help="keep the build folders here")
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="lgn-resources-"))
@@ -136,6 +137,8 @@ def main() -> None:
         est_luts, est_ffs = est["luts"], est["ffs"] + built.inputs
         est_cells = est["ice40_cells"] + built.inputs if fam == "ice40" else est_luts
         for head, prefix in (("old", str(old_bin)), ("new", None)):
+            if head not in args.heads.split(","):
+                continue
             r = measure(model, fam, work / f"{fam}-{name}-{head}", prefix)
             cells = r.get(cells_key)
             per_bit = (cells - built.inputs - net_cells) / bits if fam == "ice40" else None

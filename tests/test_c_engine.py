@@ -32,7 +32,7 @@ def test_c_engine_matches_golden_including_ties(samples):
     g = tie_heavy_graph()
     bits = random_bits(g.inputs, samples, seed=samples)
     want = golden.predict(g, bits)
-    got = c_engine.predict(g, bits)
+    got = c_engine.predict(g, bits, optimize=samples % 2 == 1)
     assert np.array_equal(got.scores, want.scores)
     assert np.array_equal(got.classes, want.classes)
     if samples == 1100:  # the case is meaningful only if ties really occur
@@ -48,7 +48,7 @@ def test_every_word_layout_gives_the_same_results(flags, monkeypatch):
     g = random_graph(inputs=33, layers=4, width=70, classes=7, seed=3)
     assert set(np.concatenate([layer.op for layer in g.layers]).tolist()) == set(range(16))
     bits = random_bits(g.inputs, 1500, seed=2)
-    got = c_engine.predict(g, bits)
+    got = c_engine.predict(g, bits, optimize=False)  # every op kernel runs
     want = golden.naive_predict(g, bits[:200])
     assert np.array_equal(got.scores[:200], want.scores)
     assert np.array_equal(got.classes, golden.predict(g, bits).classes)

@@ -288,3 +288,12 @@ def test_build_report_states_the_folded_core_and_its_throughput(small_model, tmp
         assert 1 <= report["options"]["vectors"] <= 256
         assert report["estimate"]["bram_bits"] <= report["estimate"]["capacity_bram_bits"]
     core._MustUse__silence = True
+
+
+def test_build_folds_the_net_as_given_with_no_optimize(small_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("YOSYS", "false")
+    with pytest.raises(UserError, match="synth failed"):
+        build(BuildOptions(board="icebreaker", model=str(small_model), core="folded",
+                           lanes=1, optimize=False, out=str(tmp_path)))
+    report = json.loads((tmp_path / "failed" / "report.json").read_text())
+    assert report["core"]["ram"]["program_rows"] == gg.load(small_model).gates

@@ -150,3 +150,17 @@ def test_the_last_gate_layer_is_fused_into_the_popcount():
     assert "\\layer1_q" in text and "\\layer3_q" not in text
     text = rtlil.convert(LogicNetCore(g, pipeline=2, scores=False), name="top")
     assert "scores_d" not in text
+
+
+def test_fit_estimate_of_the_core_stays_near_the_placed_figures():
+    # Placed by bench/resources.py (core alone, UP5K, yosys 0.70 / nextpnr 0.11.1): the
+    # shipped digits needed 1542 LUT4, 2842 FFs and 2985 logic cells, of which the shift
+    # register in front of the core is 384 FFs / 384 cells.
+    from lgn_fpga.flow.fit import core_resources
+    from lgn_fpga.models import resolve
+    from lgn_fpga.net.optimize import optimize
+
+    net, _ = optimize(gg.load(resolve("digits")))
+    est = core_resources(net, pipeline=2, scores=False)
+    for key, placed in (("luts", 1542), ("ffs", 2842 - 384), ("ice40_cells", 2985 - 384)):
+        assert abs(est[key] - placed) <= 0.15 * placed, (key, est[key], placed)

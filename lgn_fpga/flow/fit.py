@@ -29,7 +29,7 @@ UART_OVERHEAD_FFS = 550
 #: LUT4s per logic gate of the layers before the last, after Yosys/ABC packing (the last
 #: layer is merged into the popcounts' half adders and counted with the head). Measured on
 #: the shipped digits and random nets, see docs/core.md.
-LUTS_PER_LOGIC_GATE = 0.75
+LUTS_PER_LOGIC_GATE = 0.55
 
 #: Of the gate-layer flip-flops, the share that shares a cell with a LUT on iCE40 (the rest
 #: copy a pass-through gate or a LUT that also feeds other logic).
@@ -81,8 +81,9 @@ def core_resources(graph: GateGraph, *, pipeline: int, scores: bool = True) -> d
     # -- argmax: a chain and a mux per comparison; split: the operands wait a cycle -----------
     iw = max(1, ceil_log2(classes))
     compares = classes - 1
-    luts += compares * (sw + 1 + sw + iw)
+    luts += compares * (1 + sw + iw)  # the carry-out's LUT, the muxes
     carries += compares * sw
+    carry_only = compares * sw  # a comparison needs no sum: its chain cells hold no LUT
     ffs += compares * (sw + iw + 1)
     split_copies = compares * 2 * sw + iw * max(0, compares - classes // 2)
     ffs += split_copies
@@ -94,7 +95,7 @@ def core_resources(graph: GateGraph, *, pipeline: int, scores: bool = True) -> d
     valid = gate_stages(graph.depth, pipeline) + latency + 8
     ffs += valid
     ff_only += valid
-    head_cells = luts + feeds + ff_only
+    head_cells = luts + feeds + ff_only + carry_only
     return {
         "luts": net_luts + luts, "carries": carries, "ffs": net_ffs + ffs,
         "ice40_cells": net_luts + net_ff_only + head_cells,

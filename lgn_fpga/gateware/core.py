@@ -263,4 +263,7 @@ class LogicNetCore(wiring.Component):
         m.d.comb += self.out_valid.eq(valid)
         for tap in taps:
             m.d.comb += tap.eq(Cat(pipe[self.gate_latency - 1:self.gate_latency - 1 + len(tap)]))
+        # ArgMax stage i reads the data held in core register gate + popcount + i (1-based).
+        first = self.gate_latency + self.popcount_latency - 1
+        m.d.comb += argmax.stage_valid.eq(Cat(pipe[first:first + argmax.latency]))
         return m

@@ -48,7 +48,7 @@ from amaranth.utils import ceil_log2
 from lgn_fpga.net import ops
 from lgn_fpga.net.graph import GateGraph
 
-__all__ = ["FoldPlan", "FoldedCore", "MAX_LANES", "fold_plan", "memory_blocks"]
+__all__ = ["FoldPlan", "FoldedCore", "MAX_LANES", "fold_plan", "memory_blocks", "plan_blocks"]
 
 #: lanes are a power of two (an operand address splits into word and bit without a divider)
 #: and at most this many (2 P block RAM copies of the value store).
@@ -411,13 +411,15 @@ class FoldedCore(wiring.Component):
         return m
 
 
-def truth_table_check() -> None:
+def _check_truth_table() -> None:
     """The stage-2 mux reads ``op`` as its own truth table: assert that is
     :func:`lgn_fpga.net.ops.truth` (index ``3 - (2a + b)`` = ``(2a + b) ^ 3``)."""
     for op in range(16):
         for a in (0, 1):
             for b in (0, 1):
-                assert (op >> ((2 * a + b) ^ 3)) & 1 == ops.truth(op, a, b)
+                if (op >> ((2 * a + b) ^ 3)) & 1 != ops.truth(op, a, b):
+                    raise AssertionError(f"the folded gate mux disagrees with ops.truth for "
+                                         f"op {op} at a={a} b={b}")
 
 
-truth_table_check()
+_check_truth_table()

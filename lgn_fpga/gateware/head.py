@@ -285,6 +285,9 @@ class ArgMax(wiring.Component):
         super().__init__({
             "scores": In(data.ArrayLayout(score_width, classes)),
             "index": Out(self.index_width),
+            # stage_valid[i]: the data entering register stage i is valid; as in Popcount,
+            # only used to put a LUT in front of the flip-flop a carry-out goes to.
+            "stage_valid": In(max(1, self.latency), init=(1 << max(1, self.latency)) - 1),
         })
 
     def _greater(self, r, r_inv, l, l_inv):
@@ -296,6 +299,20 @@ class ArgMax(wiring.Component):
             return ~(Cat(l, Const(0, 1)) + r)[w]  # l + ~r overflows iff l > r: r > l is not
         return (~r if r_inv else r) > (~l if l_inv else l)
 
+    def _index_mux(self, right_wins, ri, li, registered, stage):
+        """``right_wins ? ri : li``. Where one side's bit is a constant, Yosys would build the
+        register from the flip-flop's set/reset pin, which nextpnr places apart from the
+        LUT that drives it (the critical path of the head); XOR with ~valid (exact
+        whenever the data is valid) keeps the LUT in front of the flip-flop."""
+        mux = Mux(right_wins, ri, li)
+        if not registered:
+            return mux
+        bits = []
+        for b in range(self.index_width):
+            both_constant = isinstance(ri, Const) and isinstance(li, Const)
+            bits.append(mux[b] if both_constant else mux[b] ^ ~self.stage_valid[stage])
+        return Cat(*bits)
+
     def elaborate(self, platform):
         m = Module()
         levels = _tree_levels(self.classes)
@@ -303,7 +320,7 @@ class ArgMax(wiring.Component):
         # pair has the lower indices.
         candidates = [(Const(c, self.index_width), self.scores[c], self.inverted[c])
                       for c in range(self.classes)]
-        level = 0
+        level = stage = 0
         while len(candidates) > 1:
             registered = _registered(level, levels, self.levels_per_stage)
             domain = m.d.sync if registered else m.d.comb
@@ -331,12 +348,14 @@ class ArgMax(wiring.Component):
                             m.d.sync += q.eq(value)
                             copies.append(q)
                         li, ls, ri, rs = copies
-                        m.d.sync += right_wins.eq(greater)
+                        # Through a LUT (see Popcount): the flip-flop shares its cell.
+                        m.d.sync += right_wins.eq(greater ^ ~self.stage_valid[stage])
                     else:
                         m.d.comb += right_wins.eq(greater)
                     ls = ~ls if l_inv != want_inv else ls
                     rs = ~rs if r_inv != want_inv else rs
-                    domain += [index.eq(Mux(right_wins, ri, li)),
+                    domain += [index.eq(self._index_mux(right_wins, ri, li, registered,
+                                                        stage + (1 if self.split else 0))),
                                score.eq(Mux(right_wins, rs, ls))]
                 else:
                     li, ls, l_inv = candidates[i]
@@ -349,5 +368,6 @@ class ArgMax(wiring.Component):
                 reduced.append((index, score, want_inv))
             candidates = reduced
             level += 1
+            stage += (2 if self.split else 1) if registered else 0
         m.d.comb += self.index.eq(candidates[0][0])
         return m

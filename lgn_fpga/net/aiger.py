@@ -370,6 +370,12 @@ def levelize(n_inputs: int, inputs: dict, gates: dict, outputs: list, classes: i
     def pick(w):
         return 0 if w is None else position[w]
 
+    # signal w is carried through layers level[w] + 1 .. need[w] - 1 (bucketed once, so the
+    # work is the number of pass-through gates, not depth x signals)
+    carried: list[list] = [[] for _ in range(depth)]
+    for w in sorted(need, key=_order):
+        for lev in range(level[w] + 1, need[w]):
+            carried[lev].append(w)
     layers = []
     for lev in range(1, depth):
         a, b, op, new_position = [], [], [], {}
@@ -377,8 +383,7 @@ def levelize(n_inputs: int, inputs: dict, gates: dict, outputs: list, classes: i
             g_op, x, y = gates[v]
             new_position[v] = len(op)
             a.append(pick(x)), b.append(pick(y)), op.append(g_op)
-        for v in sorted((w for w, last in need.items() if last > lev and level[w] < lev),
-                        key=_order):
+        for v in carried[lev]:
             new_position[v] = len(op)
             a.append(position[v]), b.append(position[v]), op.append(ops.A)
         if not op:  # nothing crosses this layer: keep it non-empty

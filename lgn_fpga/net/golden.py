@@ -177,11 +177,11 @@ def _add(x: list[np.ndarray], y: list[np.ndarray]) -> list[np.ndarray]:
 
 def _count_planes(x: np.ndarray) -> list[np.ndarray]:
     """Bit planes of the number of ones along axis 1 of (m, n, w) words: ``planes[t]`` is
-    (m, w), bit t of each lane's count. ``x`` is overwritten.
+    (m, w), bit t of each lane's count (possibly followed by zero planes).
 
     Pairs of numbers (first half + second half) are added bit-sliced, in place where
     possible, so each level halves the rows; an odd row out waits in ``spare`` and is added
-    at the end."""
+    at the end. ``x`` is overwritten."""
     planes = [x]
     spare = []
     while planes[0].shape[1] > 1:
@@ -270,7 +270,9 @@ class GoldenModel:
             for s, w, (last,) in self._run_blocks(pack_bits(chunk), False):
                 # counted per block while it is in cache; in plan order class c is still
                 # rows c*k .. c*k + k - 1
+                # planes above the score's width are zero: the count is at most k
                 planes = _count_planes(last.reshape(g.classes, g.group_size, w))
+                planes = planes[:g.score_width]
                 stacked = np.ascontiguousarray(np.stack(planes).astype("<u8", copy=False))
                 lane_bits = np.unpackbits(stacked.view(np.uint8), axis=2, bitorder="little")
                 weights = (1 << np.arange(len(planes), dtype=np.int32))[:, None, None]

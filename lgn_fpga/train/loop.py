@@ -178,7 +178,7 @@ def _train(data, options, progress, meta, world: _World) -> Result | None:
     bits_val = enc.encode(x_val_raw) if len(y_val_np) else bits_train[:0]
     image = None
     if data.image_shape is not None:
-        # a pixel's channels: its C values (colour), each T thermometer bits, c-major
+        # a pixel has C values (colour) of T thermometer bits each: channel c*T + t
         h, w, *c = data.image_shape
         image = (h, w, (c[0] if c else 1) * options.thresholds)
     net = LogicNet(enc.bits, data.classes, options.arch, tau=options.tau, seed=options.seed,
@@ -188,7 +188,7 @@ def _train(data, options, progress, meta, world: _World) -> Result | None:
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        # broadcast_buffers: the wiring never changes, no need to send it every step
+        # the buffers are the wiring: identical on every process (same seed), never changed
         model = DistributedDataParallel(net, forward_sync_buffers=False)
     x_train = torch.from_numpy(bits_train).float().to(device)
     y_train = torch.from_numpy(data.y_train).to(device)
