@@ -14,3 +14,8 @@ class UserError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+#: The one install hint for everything the ``train`` extra brings (torch, scikit-learn,
+#: mlxtend, matplotlib); quoted so that every shell accepts it as printed.
+INSTALL_TRAIN = "pip install -e '.[train]'"

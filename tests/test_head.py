@@ -154,7 +154,7 @@ def test_the_last_gate_layer_is_fused_into_the_popcount():
 
 def test_fit_estimate_of_the_core_stays_near_the_placed_figures():
     # Placed by bench/resources.py (core alone, UP5K, yosys 0.70 / nextpnr 0.11.1): the
-    # shipped digits needed 1542 LUT4, 2842 FFs and 2985 logic cells, of which the shift
+    # shipped digits needed 1556 LUT4, 2848 FFs and 2979 logic cells, of which the shift
     # register in front of the core is 384 FFs / 384 cells.
     from lgn_fpga.flow.fit import core_resources
     from lgn_fpga.models import resolve
@@ -162,5 +162,5 @@ def test_fit_estimate_of_the_core_stays_near_the_placed_figures():
 
     net, _ = optimize(gg.load(resolve("digits")))
     est = core_resources(net, pipeline=2, scores=False)
-    for key, placed in (("luts", 1542), ("ffs", 2842 - 384), ("ice40_cells", 2985 - 384)):
+    for key, placed in (("luts", 1556), ("ffs", 2848 - 384), ("ice40_cells", 2979 - 384)):
         assert abs(est[key] - placed) <= 0.15 * placed, (key, est[key], placed)

@@ -368,3 +368,69 @@ def test_real_process_one_line(tmp_path):
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- the compiled engine ------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    path = tmp_path / "tiny.json"
+    gg.save(random_graph(6, 2, 8, 2, seed=11), path)
+    return path
+
+
+def test_bad_cxx_is_one_line(tiny_model, tmp_path):
+    fails_cleanly("simulate", tiny_model, "--engine", "cxxrtl", "--vectors", 4,
+                  env={"CXX": "/nonexistent/c++", "LGN_FPGA_CACHE": str(tmp_path / "c")},
+                  needle="$CXX")
+
+
+def test_bad_cache_folder_is_one_line(tiny_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    fails_cleanly("simulate", tiny_model, "--engine", "cxxrtl", "--vectors", 4,
+                  env={"LGN_FPGA_CACHE": str(blocker)}, needle="LGN_FPGA_CACHE")
+
+
+def test_corrupt_cache_entry_is_rebuilt(tiny_model, tmp_path):
+    env = {"LGN_FPGA_CACHE": str(tmp_path / "cache")}
+    args = ["simulate", str(tiny_model), "--engine", "cxxrtl", "--vectors", "8"]
+    first = CliRunner().invoke(main, args, env=env)
+    assert first.exit_code == 0, first.output
+    (binary,) = (tmp_path / "cache" / "cxxrtl").glob("*/sim")
+    binary.write_bytes(b"")  # a disk-full or killed copy left an empty file
+    again = CliRunner().invoke(main, args, env=env)
+    assert again.exit_code == 0, again.output
+    assert binary.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_pll_frequencies_it_cannot_make(tmp_path):
+    from lgn_fpga.gateware.pll import ecp5_pll_params, ice40_pll_params
+
+    with pytest.raises(ValueError, match=r"--freq 10 MHz.*16\.\.275 MHz.*nearest possible: 16"):
+        ice40_pll_params(12e6, 10e6)
+    with pytest.raises(ValueError, match="nearest possible"):
+        ice40_pll_params(12e6, 500e6)
+    with pytest.raises(ValueError, match="positive number"):
+        ice40_pll_params(12e6, float("nan"))
+    with pytest.raises(ValueError, match="ECP5.*nearest possible"):
+        ecp5_pll_params(25e6, 1e6)
+    assert abs(ice40_pll_params(12e6, 40e6)["freq"] - 40e6) <= 0.01 * 40e6
+    # build reports its stages on stderr as it goes; the error is its one last line
+    r = CliRunner().invoke(main, ["build", "--board", "icebreaker", "--freq", "10", "--out",
+                                  str(tmp_path / "b")])
+    assert r.exit_code != 0 and isinstance(r.exception, SystemExit)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("lgn-fpga: error")]
+    assert len(errors) == 1 and "nearest possible: 16" in errors[0]
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("args", [
+    ("build", "--board", "icebreaker", "--freq", "nan"),
+    ("build", "--board", "icebreaker", "--freq", "inf"),
+    ("run", "--port", "/dev/null", "--timeout", "nan", "x.npy"),
+    ("simulate", "digits", "--board", "icebreaker", "--freq", "nan"),
+])
+def test_non_finite_numbers_are_refused_by_name(args):
+    fails_cleanly(*args, needle="not a finite number")

@@ -254,3 +254,21 @@ def test_no_validation_split():
                                                  batch_size=32, val_fraction=0.0))
     assert result.val_accuracy is None and "val_accuracy" not in result.graph.meta
     assert result.graph.meta["train_samples"] == 180
+
+
+def test_npz_image_shape_colour_channels_feed_conv_blocks(tmp_path):
+    from lgn_fpga.errors import UserError
+    from lgn_fpga.train.data import load
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((80, 6 * 6 * 3)), rng.integers(0, 2, 80)
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x=x, y=y, image_shape=np.array([6, 6, 3]))
+    data = load(str(path))
+    assert data.image_shape == (6, 6, 3)
+    result = train(data, TrainOptions(arch="c3n,12", epochs=1, thresholds=2, batch_size=32))
+    assert result.graph.inputs == 6 * 6 * 3 * 2
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=x, y=y, image_shape=np.array([6, 6]))
+    with pytest.raises(UserError, match="image_shape"):
+        load(str(bad))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from lgn_fpga.cli.util import echo_json
+from lgn_fpga.cli.util import FiniteFloatRange, echo_json
 from lgn_fpga.errors import UserError
 
 
@@ -45,7 +45,7 @@ def boards_command(as_json):
               help="Output folder [default: build/<board>].")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="nextpnr placement seed (same inputs and seed, same bitstream).")
-@click.option("--freq", "freq_mhz", type=click.FloatRange(min=1), default=None,
+@click.option("--freq", "freq_mhz", type=FiniteFloatRange(min=1), default=None,
               help="Clock in MHz through the PLL [default: the board oscillator].")
 @click.option("--baud", type=click.IntRange(min=300), default=115200, show_default=True)
 @click.option("--vectors", type=click.IntRange(min=1), default=None,
@@ -180,7 +180,7 @@ def flash_command(board, bitstream, out, model, sram, force, dry_run):
 @click.option("--features", is_flag=True, help="INPUT holds raw features: encode them first.")
 @click.option("--check", is_flag=True, help="Compare every answer with the golden model.")
 @click.option("--baud", type=click.IntRange(min=300), default=115200, show_default=True)
-@click.option("--timeout", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+@click.option("--timeout", type=FiniteFloatRange(min=0.05), default=2.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--window", type=click.IntRange(1, 8), default=4, show_default=True,
               help="Requests in flight (the board buffers 8 answers).")
@@ -231,7 +231,7 @@ def run_command(port, model, input_path, features, check, baud, timeout, window,
 @click.command("bist")
 @click.option("--port", "-p", required=True, help="Serial device, e.g. /dev/ttyUSB1.")
 @click.option("--baud", type=click.IntRange(min=300), default=115200, show_default=True)
-@click.option("--timeout", type=click.FloatRange(min=0.05), default=2.0, show_default=True)
+@click.option("--timeout", type=FiniteFloatRange(min=0.05), default=2.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def bist_command(port, baud, timeout, as_json):
     """Read the self-test report of a board running the BIST top (`build --top bist`)."""
@@ -258,7 +258,7 @@ def bist_command(port, baud, timeout, as_json):
               help="Gate layers between pipeline registers [default: with --board what "
                    "`build --board` uses, else 2, as simulate and export].")
 @click.option("--no-optimize", is_flag=True, help="Serve the net exactly as the file gives it.")
-@click.option("--seconds", type=click.FloatRange(min=0), default=0, show_default=True,
+@click.option("--seconds", type=FiniteFloatRange(min=0), default=0, show_default=True,
               help="Stop after this long (0: until interrupted).")
 @click.option("--board", "-b", "board_name", default=None,
               help="Serve the pipeline `build --board BOARD` would use.")

@@ -215,8 +215,9 @@ def _register() -> None:
     from lgn_fpga.cli import board as cli_board
     from lgn_fpga.cli import sim as cli_sim
     from lgn_fpga.cli import train as cli_train
+    from lgn_fpga.cli import verify as cli_verify
 
-    for module in (cli_sim, cli_board, cli_train):
+    for module in (cli_sim, cli_board, cli_train, cli_verify):
         for command in module.COMMANDS:
             main.add_command(command)
 

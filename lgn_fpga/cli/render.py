@@ -113,7 +113,7 @@ def plot_breakdown(report: dict, path) -> None:
     """
     import io
 
-    from lgn_fpga.errors import UserError
+    from lgn_fpga.errors import INSTALL_TRAIN, UserError
     from lgn_fpga.files import atomic_write
 
     parts = report.get("breakdown", {}).get("rtl_cells")
@@ -125,7 +125,7 @@ def plot_breakdown(report: dict, path) -> None:
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
     except ImportError:
-        raise UserError("--plot needs matplotlib: pip install matplotlib") from None
+        raise UserError(f"--plot needs matplotlib: {INSTALL_TRAIN}") from None
     fig, ax = plt.subplots(figsize=(6, 2.2))
     names = list(parts)[::-1]
     ax.barh(names, [parts[n] for n in names], color=["#8c8c8c", "#e8a33c", "#3c7be8"])

@@ -8,6 +8,7 @@ import sys
 import click
 
 from lgn_fpga.cli.util import (
+    FiniteFloatRange,
     check_memory,
     check_outputs,
     echo_json,
@@ -27,7 +28,7 @@ board_option = click.option(
     "--board", "-b", default=None,
     help="Use exactly the design `build --board BOARD` makes: its pipeline and core.")
 freq_option = click.option(
-    "--freq", "freq_mhz", type=click.FloatRange(min=1), default=None,
+    "--freq", "freq_mhz", type=FiniteFloatRange(min=1), default=None,
     help="With --board: the clock `build --freq` would use (it picks the pipeline).")
 
 
@@ -87,7 +88,7 @@ def _parse_fault(text: str | None) -> tuple[int, int] | None:
                    "(fast; needs g++); verilog: the Verilog that `export` writes, read back "
                    "by Yosys and compiled the same way; netlist: the core after Yosys's iCE40 "
                    "synthesis, its LUT4/carry/FF cells simulated with Yosys's cell models.")
-@click.option("--gap-rate", type=click.FloatRange(0, 1, max_open=True), default=0.25,
+@click.option("--gap-rate", type=FiniteFloatRange(0, 1, max_open=True), default=0.25,
               show_default=True, help="Chance of an idle cycle (in_valid = 0) before a vector.")
 @click.option("--vcd", type=click.Path(dir_okay=False), metavar="OUT.vcd",
               help="Write a waveform (pysim only); gate layers appear as layer0, layer1, ...")

@@ -12,10 +12,10 @@ import sys
 
 import click
 
-from lgn_fpga.cli.util import echo_json, load_model, model_argument
-from lgn_fpga.errors import UserError
+from lgn_fpga.cli.util import FiniteFloatRange, echo_json, load_model, model_argument
+from lgn_fpga.errors import INSTALL_TRAIN, UserError
 
-TORCH_MISSING = "torch is not installed: pip install -e '.[train]'"
+TORCH_MISSING = f"torch is not installed: {INSTALL_TRAIN}"
 
 
 def _require_torch():
@@ -71,7 +71,8 @@ def _launch(nproc: int, args: list[str]) -> None:
 
 @click.command()
 @click.option("--dataset", required=True, metavar="NAME|FILE.npz",
-              help="digits, fashion-mnist, mnist-5k, or an .npz with arrays x and y.")
+              help="digits, fashion-mnist, mnist-5k, or an .npz with arrays x and y "
+                   "(optional image_shape: [H, W] or [H, W, C]).")
 @click.option("--arch", default="1000,1000,300", show_default=True,
               help="Stages, e.g. 2000,1000,300 (dense widths) or c16,c32,4000,1000 "
                    "(c<K>[r<R>][d<D>][n]: conv block of K logic-tree kernels).")
@@ -81,9 +82,9 @@ def _launch(nproc: int, args: list[str]) -> None:
 @click.option("--encoding", type=click.Choice(["auto", "foreground", "pooled", "feature"]),
               default="auto", show_default=True,
               help="Threshold fit: auto = foreground for images, feature otherwise.")
-@click.option("--tau", type=click.FloatRange(min=0, min_open=True), default=3.0,
+@click.option("--tau", type=FiniteFloatRange(min=0, min_open=True), default=3.0,
               show_default=True, help="GroupSum temperature.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=0.01,
               show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
@@ -98,12 +99,12 @@ def _launch(nproc: int, args: list[str]) -> None:
               help="Bias of op 'a' at initialization (default 5: ~90% pass-through).")
 @click.option("--shift", type=click.IntRange(min=0), default=0, show_default=True,
               help="Image datasets: augment by random shifts of up to this many pixels.")
-@click.option("--jitter", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--jitter", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="Add uniform noise of up to this much to raw training features before "
                    "encoding (fresh every batch).")
 @click.option("--eval-every", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure the discretized validation accuracy every this many epochs.")
-@click.option("--val-fraction", type=click.FloatRange(min=0, max=1, max_open=True),
+@click.option("--val-fraction", type=FiniteFloatRange(min=0, max=1, max_open=True),
               default=0.1, show_default=True,
               help="Fraction of the training split held out (stratified, seed 0) to choose "
                    "configurations on; the test split is scored once, at the end.")
@@ -295,7 +296,7 @@ def evaluate(model, dataset, as_json):
               "encoding's bits, else the highest index the first layer reads + 1).")
 @click.option("--classes", type=click.IntRange(min=1),
               help="GroupSum k (needed unless STATE is a pickled model).")
-@click.option("--tau", type=click.FloatRange(min=0, min_open=True), help="GroupSum tau.")
+@click.option("--tau", type=FiniteFloatRange(min=0, min_open=True), help="GroupSum tau.")
 @click.option("--encoding", type=click.Path(dir_okay=False),
               help="Thermometer thresholds (features x T) as .npy, recorded in the model.")
 def import_difflogic(state, output, indices, inputs, classes, tau, encoding):
@@ -323,7 +324,7 @@ def import_difflogic(state, output, indices, inputs, classes, tau, encoding):
 @click.option("--parametrization", type=click.Choice(["raw", "warp", "light"]),
               help="The gates' weight parametrization, for a state dict with (out, 4) "
                    "weights (warp and light look alike).")
-@click.option("--temperature-softplus", type=click.FloatRange(min=0), default=0.1,
+@click.option("--temperature-softplus", type=FiniteFloatRange(min=0), default=0.1,
               show_default=True,
               help="LearnableBinarization's temperature_softplus, for a state dict.")
 def import_torchlogix(model, output, classes, parametrization, temperature_softplus):

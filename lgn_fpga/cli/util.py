@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +14,17 @@ import numpy as np
 from lgn_fpga.errors import UserError
 
 model_argument = click.argument("model", metavar="MODEL")
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and infinities (NaN compares false with
+    every bound, so a plain range lets ``--freq nan`` through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def load_model(model):

@@ -36,6 +36,7 @@ from lgn_fpga.flow.fit import (  # noqa: F401  (re-exported: the fit estimate li
     check_fit,
     estimate,
 )
+from lgn_fpga.flow.processes import popen_kwargs
 from lgn_fpga.flow.toolchain import ABC_FALLBACK, tool_env
 from lgn_fpga.net.graph import GateGraph
 
@@ -240,9 +241,9 @@ def yosys_version(log: str) -> str | None:
 LUT_CELLS = {"ice40": ("SB_LUT4",), "ecp5": ("LUT4",)}
 FF_PREFIX = {"ice40": "SB_DFF", "ecp5": "TRELLIS_FF"}
 BRAM_CELLS = {"ice40": ("SB_RAM40_4K",), "ecp5": ("DP16KD", "PDPW16KD")}
+
+
 PNR_LOGIC = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
-PNR_FF = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_FF"}
-PNR_BRAM = {"ice40": "ICESTORM_RAM", "ecp5": "DP16KD"}
 
 
 def utilization(family: str, stats: dict[str, int], pnr: dict, profile) -> dict:
@@ -438,8 +439,9 @@ def _run_stage(script: str, cwd: Path, env: dict, *, output: Path | None = None,
     output = output or cwd / "stage.log"
     watch = _Watch(output, list(logs), emit) if emit is not None else None
     with open(output, "w") as sink:
+        # own process group, and killed by the kernel if lgn-fpga itself is killed
         proc = subprocess.Popen(["sh", "-c", script], cwd=cwd, env=env, stdout=sink,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                stderr=subprocess.STDOUT, text=True, **popen_kwargs())
         try:
             while True:
                 try:

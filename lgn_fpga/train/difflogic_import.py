@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lgn_fpga.errors import UserError
+from lgn_fpga.errors import INSTALL_TRAIN, UserError
 from lgn_fpga.net import graph as gg
 
 
@@ -230,7 +230,7 @@ def _torch_load(path: Path):
     try:
         import torch
     except ImportError:
-        raise UserError(f"{path}: reading .pt files needs torch: pip install -e .[train] "
+        raise UserError(f"{path}: reading .pt files needs torch: {INSTALL_TRAIN} "
                         f"(or convert to .npz)") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lgn_fpga.errors import UserError
+from lgn_fpga.errors import INSTALL_TRAIN, UserError
 from lgn_fpga.net import graph as gg
 from lgn_fpga.net import ops
 
@@ -377,7 +377,7 @@ def _torch_load(path: Path):
     try:
         import torch
     except ImportError:
-        raise UserError(f"{path}: reading .pt files needs torch: pip install -e .[train]") \
+        raise UserError(f"{path}: reading .pt files needs torch: {INSTALL_TRAIN}") \
             from None
     from lgn_fpga.train import difflogic_import as dl
 

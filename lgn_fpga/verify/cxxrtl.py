@@ -144,7 +144,13 @@ def _runtime_include() -> Path:
 
 
 def _compiler() -> str:
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
+    cxx = os.environ.get("CXX")
+    if cxx:
+        if not shutil.which(cxx):
+            raise UserError(f"$CXX = {cxx!r} is not an executable C++ compiler; unset CXX or "
+                            f"point it at g++ or clang++")
+        return cxx
+    cxx = shutil.which("g++") or shutil.which("clang++")
     if not cxx:
         raise UserError("the cxxrtl engine needs a C++ compiler (g++ or clang++; or set CXX); "
                         "use --engine pysim instead")
@@ -165,10 +171,17 @@ def _yosys_version() -> str:
 
 
 def _run(argv: list[str], cwd: Path, what: str) -> None:
-    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
-        raise UserError(f"{what} failed (exit {result.returncode}):\n" + "\n".join(tail))
+    # In its own process group that dies with us: an interrupt kills g++ *and* its cc1plus
+    # (lgn_fpga.flow.processes), not just the driver.
+    from lgn_fpga.flow.processes import run_group
+
+    try:
+        code, output = run_group(argv, cwd=cwd)
+    except OSError as e:
+        raise UserError(f"{what}: cannot run {argv[0]} ({e.strerror or e})") from None
+    if code != 0:
+        tail = output.strip().splitlines()[-15:]
+        raise UserError(f"{what} failed (exit {code}):\n" + "\n".join(tail))
 
 
 class CompiledCore:
@@ -257,11 +270,18 @@ def build(core: LogicNetCore, *, source: str = "rtl",
     key = h.hexdigest()[:32]
     home = cache_dir() / "cxxrtl" / key
     binary = home / "sim"
-    if binary.exists():
+    if _usable(binary):
         return CompiledCore(binary, key, False, 0.0)
+    if home.exists():
+        # a corrupt entry (truncated, emptied, not executable): rebuild it, don't fail forever
+        _discard(home)
 
-    home.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=home.parent))
+    try:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=home.parent))
+    except OSError as e:
+        raise UserError(f"cache folder {home.parent} cannot be written ({e.strerror or e}); "
+                        f"set $LGN_FPGA_CACHE to a writable folder") from None
     try:
         (work / "design.il").write_text(text)
         (work / "cxxrtl_main.cpp").write_text(driver)
@@ -294,6 +314,28 @@ def build(core: LogicNetCore, *, source: str = "rtl",
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return CompiledCore(binary, key, True, time.perf_counter() - start)
+
+
+def _usable(binary: Path) -> bool:
+    """A cached simulator that can run: an executable ELF (or Mach-O) file."""
+    try:
+        with open(binary, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return False
+    return magic in (b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe") \
+        and os.access(binary, os.X_OK)
+
+
+def _discard(home: Path) -> None:
+    """Move a bad cache entry aside (atomically, so a concurrent run never sees half of it)
+    and delete it."""
+    trash = home.with_name(f".{home.name}.bad.{os.getpid()}")
+    try:
+        os.rename(home, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def write_stimulus(path: Path, bits: np.ndarray, schedule: np.ndarray, total: int,
@@ -349,8 +391,19 @@ def run_cxxrtl(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *, se
         if status:
             status("running the compiled model")
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = subprocess.run([str(compiled.binary), str(stimulus), str(outputs)],
-                                capture_output=True, text=True)
+        from lgn_fpga.flow.processes import popen_kwargs
+
+        try:
+            result = subprocess.run([str(compiled.binary), str(stimulus), str(outputs)],
+                                    capture_output=True, text=True, **popen_kwargs())
+        except OSError as e:
+            if compiled.compiled:
+                raise UserError(f"the CXXRTL model cannot run ({e.strerror or e})") from None
+            # a cache entry that passed the check but still cannot run: rebuild it once
+            _discard(compiled.binary.parent)
+            compiled = build(core, source=source, status=status)
+            result = subprocess.run([str(compiled.binary), str(stimulus), str(outputs)],
+                                    capture_output=True, text=True, **popen_kwargs())
         cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if result.returncode != 0:
             raise UserError(f"the CXXRTL model failed (exit {result.returncode}): "
