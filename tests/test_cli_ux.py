@@ -544,3 +544,16 @@ def test_build_plot_shows_where_the_cells_go(small_model, tmp_path, tools, signa
     assert "gate layers 68" in result.stdout  # the summary's breakdown row
     CliRunner().invoke(main, args)  # a later build without --plot: no stale picture
     assert not (out / "breakdown.png").exists()
+
+
+def test_export_board_writes_the_folded_core_where_build_would_fold(tmp_path):
+    """A net too big for the iCEBreaker's parallel core: `build --board icebreaker` folds it,
+    so `export --board icebreaker` writes the folded core (with its in_ready port)."""
+    big = tmp_path / "big.npz"
+    gg.save(random_graph(300, 6, 3000, 10, seed=2), big)
+    result = CliRunner().invoke(main, ["export", str(big), "--format", "verilog", "--board",
+                                       "icebreaker", "-o", str(tmp_path / "big.v")])
+    assert result.exit_code == 0, result.output
+    assert "folded" in result.stderr
+    text = (tmp_path / "big.v").read_text()
+    assert "in_ready" in text.split("module", 1)[0]

@@ -209,11 +209,13 @@ def export(model, fmt, output, pipeline, name, no_optimize, board=None, freq_mhz
     check_outputs(output)
     graph = load_model(model)
     design = design_options(graph, board=board, pipeline=pipeline, freq_mhz=freq_mhz,
-                            optimize=not no_optimize)
+                            optimize=not no_optimize, core="auto" if board else "parallel")
     export_file(graph, fmt, output, pipeline=design["pipeline"], name=name,
-                optimize=not no_optimize, source=str(model))
-    click.echo(f"{fmt} -> {output} (pipeline {design['pipeline']}, {design['source']})",
-               err=True)
+                optimize=not no_optimize, source=str(model), core=design["core"],
+                lanes=design["lanes"])
+    shape = (f"folded, {design['lanes']} lane(s)" if design["core"] == "folded"
+             else f"pipeline {design['pipeline']}")
+    click.echo(f"{fmt} -> {output} ({shape}, {design['source']})", err=True)
 
 
 @click.command()
