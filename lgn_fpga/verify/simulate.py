@@ -68,13 +68,34 @@ def paced_schedule(schedule: np.ndarray, latency: int) -> np.ndarray:
 # -- engines ------------------------------------------------------------------------------
 
 
+def _run_simulator(core, testbench, vcd) -> None:
+    """Run ``testbench`` against ``core`` in Amaranth's simulator, writing the waveform to
+    ``vcd`` (through a temporary file, renamed when the run finished) when one is given."""
+    from amaranth.sim import Simulator
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    if vcd is None:
+        sim.run()
+        return
+    vcd = Path(vcd)
+    tmp = vcd.with_name(f".{vcd.name}.tmp")
+    try:
+        with sim.write_vcd(str(tmp)):
+            sim.run()
+        os.replace(tmp, vcd)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def run_pysim(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *,
               vcd: str | os.PathLike | None = None, seed: int = 0,
               progress: Callable[[int, int], None] | None = None) -> Outputs:
     """Drive ``core`` in Amaranth's simulator: cycle ``t`` presents ``bits[schedule[t]]``
     (or, for -1, ``in_valid = 0`` with random garbage on ``in_bits``)."""
     from amaranth.hdl import Value
-    from amaranth.sim import Simulator
 
     graph = core.graph
     rows = pack_rows(bits)
@@ -108,21 +129,7 @@ def run_pysim(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *,
             if progress is not None and (cycle % every == 0 or cycle == total - 1):
                 progress(cycle + 1, total)
 
-    sim = Simulator(core)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    if vcd is None:
-        sim.run()
-    else:
-        vcd = Path(vcd)
-        tmp = vcd.with_name(f".{vcd.name}.tmp")
-        try:
-            with sim.write_vcd(str(tmp)):
-                sim.run()
-            os.replace(tmp, vcd)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    _run_simulator(core, testbench, vcd)
     return Outputs(
         cycles=np.asarray(out_cycles, dtype=np.int64),
         scores=np.asarray(out_scores, dtype=np.int64).reshape(-1, graph.classes),
@@ -139,7 +146,6 @@ def run_pysim_ready(core, bits: np.ndarray, schedule: np.ndarray, *,
     each held until accepted; each -1 of the schedule is an idle cycle (``in_valid = 0``,
     garbage on ``in_bits``) before the next vector. Records the accepting cycles."""
     from amaranth.hdl import Value
-    from amaranth.sim import Simulator
 
     graph = core.graph
     rows = pack_rows(bits)
@@ -193,21 +199,7 @@ def run_pysim_ready(core, bits: np.ndarray, schedule: np.ndarray, *,
                                                 core.score_width))
         ran[0] = cycle + DRAIN_SLACK
 
-    sim = Simulator(core)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    if vcd is None:
-        sim.run()
-    else:
-        vcd = Path(vcd)
-        tmp = vcd.with_name(f".{vcd.name}.tmp")
-        try:
-            with sim.write_vcd(str(tmp)):
-                sim.run()
-            os.replace(tmp, vcd)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    _run_simulator(core, testbench, vcd)
     return Outputs(
         cycles=np.asarray(out_cycles, dtype=np.int64),
         scores=np.asarray(out_scores, dtype=np.int64).reshape(-1, graph.classes),
@@ -225,7 +217,6 @@ LOCATE_MAX_GATES = 20_000
 
 def layer_values(core: LogicNetCore, row: np.ndarray) -> list[np.ndarray]:
     """Every gate layer's bits for input ``row``, read from inside ``core`` in pysim."""
-    from amaranth.sim import Simulator
 
     graph = core.graph
     [packed] = pack_rows(row[None, :])
@@ -241,10 +232,7 @@ def layer_values(core: LogicNetCore, row: np.ndarray) -> list[np.ndarray]:
             await ctx.tick()
             ctx.set(core.in_valid, 0)
 
-    sim = Simulator(core)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    _run_simulator(core, testbench, None)
     return [np.array([(seen[n] >> i) & 1 for i in range(width)], dtype=np.uint8)
             for n, width in enumerate(graph.widths)]
 
@@ -253,7 +241,6 @@ def folded_layer_values(core, row: np.ndarray) -> list[np.ndarray]:
     """Every gate layer's bits for input ``row``, read from a
     :class:`~lgn_fpga.gateware.folded.FoldedCore`'s gate outputs (``core.probe``) in pysim
     as its rows go by."""
-    from amaranth.sim import Simulator
 
     graph, plan = core.graph, core.plan
     p = plan.lanes
@@ -279,10 +266,7 @@ def folded_layer_values(core, row: np.ndarray) -> list[np.ndarray]:
                         layers[n][gate] = (word >> j) & 1
             await ctx.tick()
 
-    sim = Simulator(core)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    _run_simulator(core, testbench, None)
     return layers
 
 
