@@ -68,6 +68,19 @@ def paced_schedule(schedule: np.ndarray, latency: int) -> np.ndarray:
 # -- engines ------------------------------------------------------------------------------
 
 
+def _offer(ctx, core, row: int | None, garbage_rng) -> None:
+    """Drive one input cycle: ``row`` with ``in_valid = 1``, or (``None``) an idle cycle
+    with random garbage on ``in_bits``, so a core that reads bits without valid is caught."""
+    if row is not None:
+        ctx.set(core.in_bits, row)
+        ctx.set(core.in_valid, 1)
+        return
+    inputs = core.graph.inputs
+    garbage = int.from_bytes(garbage_rng.bytes(-(-inputs // 8)), "little")
+    ctx.set(core.in_bits, garbage & ((1 << inputs) - 1))
+    ctx.set(core.in_valid, 0)
+
+
 def _run_simulator(core, testbench, vcd) -> None:
     """Run ``testbench`` against ``core`` in Amaranth's simulator, writing the waveform to
     ``vcd`` (through a temporary file, renamed when the run finished) when one is given."""
@@ -106,19 +119,11 @@ def run_pysim(core: LogicNetCore, bits: np.ndarray, schedule: np.ndarray, *,
     out_classes: list[int] = []
     scores_port = Value.cast(core.out_scores)
     every = max(1, total // 200)
-    garbage_bytes = -(-graph.inputs // 8)
-    garbage_mask = (1 << graph.inputs) - 1
 
     async def testbench(ctx):
         for cycle in range(total):
             v = int(schedule[cycle]) if cycle < len(schedule) else -1
-            if v >= 0:
-                ctx.set(core.in_bits, rows[v])
-                ctx.set(core.in_valid, 1)
-            else:
-                ctx.set(core.in_bits, int.from_bytes(garbage_rng.bytes(garbage_bytes), "little")
-                        & garbage_mask)
-                ctx.set(core.in_valid, 0)
+            _offer(ctx, core, rows[v] if v >= 0 else None, garbage_rng)
             await ctx.tick()
             # After the edge that ends cycle `cycle`, the ports show cycle `cycle + 1`.
             if ctx.get(core.out_valid):
@@ -158,8 +163,6 @@ def run_pysim_ready(core, bits: np.ndarray, schedule: np.ndarray, *,
     out_classes: list[int] = []
     accepted: list[int] = []
     scores_port = Value.cast(core.out_scores)
-    garbage_bytes = -(-graph.inputs // 8)
-    garbage_mask = (1 << graph.inputs) - 1
     ran = [0]
 
     async def testbench(ctx):
@@ -167,13 +170,7 @@ def run_pysim_ready(core, bits: np.ndarray, schedule: np.ndarray, *,
         cycle = 0
         while cycle < total and (pos < len(schedule) or len(out_cycles) < n):
             v = int(schedule[pos]) if pos < len(schedule) else -1
-            if v >= 0:
-                ctx.set(core.in_bits, rows[v])
-                ctx.set(core.in_valid, 1)
-            else:
-                ctx.set(core.in_bits, int.from_bytes(garbage_rng.bytes(garbage_bytes), "little")
-                        & garbage_mask)
-                ctx.set(core.in_valid, 0)
+            _offer(ctx, core, rows[v] if v >= 0 else None, garbage_rng)
             taken = v >= 0 and ctx.get(core.in_ready)
             if v < 0 or taken:
                 pos += 1
