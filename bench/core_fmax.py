@@ -5,8 +5,8 @@ the same random net (64 inputs, 8 layers x 384 gates, 4 classes), inside a harne
 the inputs from an LFSR and XOR-folds every output into one flip-flop, so every path is
 flip-flop to flip-flop and nothing is optimized away. Run:
 
-    python bench/core_fmax.py ice40 1,2,3,4,8
-    python bench/core_fmax.py ecp5 1,2,3,4,8
+    python bench/core_fmax.py ice40 0,1,2,3,4,8      # 0: registers from the LUT depth
+    python bench/core_fmax.py ecp5 0,1,2,3,4,8
 """
 
 import argparse
@@ -81,7 +81,8 @@ def measure(graph, k, family, work: Path, seed: int):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("family", choices=["ice40", "ecp5"])
-    p.add_argument("spacings", help="comma-separated pipeline spacings, e.g. 1,2,4")
+    p.add_argument("spacings", help="comma-separated pipeline spacings, e.g. 0,1,2,4 (0: the "
+                                    "default, registers placed from the mapped LUT depth)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr seed")
     args = p.parse_args()
     graph = random_graph(64, 8, 384, 4, seed=0)

@@ -3,25 +3,35 @@
 Each net is measured with the shared "core alone" stick, ``/work/shared/measure/core_alone.sh``
 (``lgn-fpga export`` at the default pipeline, behind a serial-in shift register with the
 registered class on pins; Yosys defaults; nextpnr on the UP5K at --freq 150 or the ECP5-85F
-at --freq 300), once with this checkout's head and once with the head of ``--old-rev``
-(its ``gateware/head.py`` and ``gateware/core.py`` swapped in by a small ``lgn-fpga``
-wrapper put first on PATH). Next to the placed numbers it prints the fit estimate
-(``lgn_fpga.flow.fit.core_resources`` plus the shift register) and its error.
+at --freq 300), once with the head and core of ``--old-rev`` and once with this checkout's.
+Both go through a small ``lgn-fpga`` wrapper put first on PATH: the old one swaps in the old
+``gateware/head.py`` and ``core.py``; the new one gives ``LogicNetCore`` the options of
+``--core`` (JSON; by default block-RAM popcount tables: all 30 SB_RAM40_4K of the UP5K as
+1024 x 4, or 208 ECP5 DP16KD as 4096 x 4). Where Yosys 0.70's ABC9 crashes (some ECP5
+designs), the synthesis is rerun with classic ABC for the LUT mapping, as ``lgn-fpga
+build`` does, and the row says ``abc``.
+
+Next to the placed numbers it prints the fit estimate (``lgn_fpga.flow.fit.core_resources``
+plus the shift register) and its error.
 
 Nets: ``head800`` (800 inputs, one layer of 800 random 2-input logic gates, 10 classes x
-80 bits: the head alone, behind one LUT per class bit), the shipped ``digits``, and
-``rand400`` (400 inputs, 4 x 800 random gates, 10 classes, seed 1, optimized as the
-export does). "head/bit" (``head800``, iCE40 only) is (logic cells - the 800-bit shift
-register - one LUT per gate) / 800 class bits: what the class head costs per class bit.
-Run (about 3 minutes per net and head on iCE40)::
+80 bits: the head alone, behind one LUT per class bit), the shipped ``digits``,
+``rand400`` (400 inputs, 4 x 800 random gates, 10 classes, seed 1, optimized as the export
+does), ``mnist400`` (``bench/nets/mnist400.json``: 400 inputs, 4 x 800, trained, see
+docs/core.md), ``conv400`` (``bench/nets/conv400.json``, a trained conv net, if present),
+``fashion`` (the shipped fashion-mnist; long builds). "head/bit" (``head800``) is (logic
+cells - the 800-bit shift register - one LUT per gate) / 800 class bits: what the class head
+costs per class bit. Run (3 to 20 minutes per net and head on the shared 2-core machine)::
 
-    nice -n 10 python bench/resources.py                       # ice40, all nets
-    nice -n 10 python bench/resources.py --family ecp5 --nets digits
+    nice -n 10 python bench/resources.py                       # ice40, default nets
+    nice -n 10 python bench/resources.py --family ecp5 --nets digits,mnist400
+    nice -n 10 python bench/resources.py --keep DIR --reuse    # re-read finished builds
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -32,17 +42,23 @@ from pathlib import Path
 import numpy as np
 
 from lgn_fpga.flow.fit import core_resources
-from lgn_fpga.gateware.core import DEFAULT_PIPELINE
+from lgn_fpga.flow.toolchain import ABC_FALLBACK
 from lgn_fpga.models import resolve
 from lgn_fpga.net import graph as gg
 from lgn_fpga.net.optimize import optimize
 from lgn_fpga.net.random_nets import random_graph
 
 MEASURE = Path("/work/shared/measure/core_alone.sh")
+HERE = Path(__file__).resolve().parent
 #: the revision whose head is "old": the registered-every-level head before issue 11.
 OLD_REV = "63b1538"
 
-WRAPPER = '''#!/usr/bin/env python3
+#: LogicNetCore options of the "new" builds, per family: every block RAM of the device as
+#: popcount tables (the core alone uses none otherwise).
+NEW_CORE = {"ice40": {"popcount_tables": 30, "table_bits": 10},
+            "ecp5": {"popcount_tables": 208, "table_bits": 12}}
+
+OLD_WRAPPER = '''#!/usr/bin/env python3
 """lgn-fpga with gateware/head.py and core.py of an older revision swapped in."""
 import importlib.util, os, sys
 import lgn_fpga.gateware
@@ -54,6 +70,25 @@ for name in ("head", "core"):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     setattr(lgn_fpga.gateware, name, module)
+core = sys.modules["lgn_fpga.gateware.core"].LogicNetCore
+if not hasattr(core, "register_after"):  # what the export header prints
+    core.register_after = property(lambda self: tuple(
+        n for n in range(self.graph.depth - 1) if (n + 1) % self.pipeline == 0))
+from lgn_fpga.cli import main
+sys.exit(main())
+'''
+
+NEW_WRAPPER = '''#!/usr/bin/env python3
+"""lgn-fpga whose LogicNetCore takes the keyword options in $LGN_BENCH_CORE (JSON)."""
+import functools, json, os, sys
+import lgn_fpga.gateware.core as core
+extra = json.loads(os.environ.get("LGN_BENCH_CORE") or "{}")
+init = core.LogicNetCore.__init__
+@functools.wraps(init)
+def patched(self, graph, **kw):
+    kw.update(extra)
+    init(self, graph, **kw)
+core.LogicNetCore.__init__ = patched
 from lgn_fpga.cli import main
 sys.exit(main())
 '''
@@ -71,84 +106,137 @@ NETS = {
     "head800": head800,
     "digits": lambda: gg.load(resolve("digits")),
     "rand400": lambda: random_graph(400, 4, 800, 10, seed=1),
+    "mnist400": lambda: gg.load(HERE / "nets" / "mnist400.json"),
+    "conv400": lambda: gg.load(HERE / "nets" / "conv400.json"),
+    "fashion": lambda: gg.load(resolve("fashion-mnist")),
 }
+DEFAULT_NETS = "head800,digits,rand400,mnist400"
 
 
-def old_head_bin(work: Path, rev: str) -> Path:
-    """A directory holding an ``lgn-fpga`` that builds with the head of ``rev``."""
-    root = Path(__file__).resolve().parent.parent
-    out = work / "oldhead"
-    out.mkdir()
+def wrappers(work: Path, rev: str) -> tuple[Path, Path]:
+    """Directories holding an ``lgn-fpga`` for the old head and one for the new."""
+    root = HERE.parent
+    old, new = work / "oldhead", work / "newhead"
+    for d in (old, new):
+        d.mkdir(exist_ok=True)
     for name in ("head", "core"):
         text = subprocess.run(["git", "show", f"{rev}:lgn_fpga/gateware/{name}.py"], cwd=root,
                               check=True, capture_output=True, text=True).stdout
-        (out / f"{name}.py").write_text(text)
-    (out / "lgn-fpga").write_text(WRAPPER)
-    (out / "lgn-fpga").chmod(0o755)
-    return out
+        (old / f"{name}.py").write_text(text)
+    for d, text in ((old, OLD_WRAPPER), (new, NEW_WRAPPER)):
+        (d / "lgn-fpga").write_text(text)
+        (d / "lgn-fpga").chmod(0o755)
+    return old, new
 
 
-def measure(model: Path, family: str, outdir: Path, path_prefix: str | None) -> dict:
-    env = dict(os.environ)
-    if path_prefix:
-        env["PATH"] = f"{path_prefix}:{env['PATH']}"
-    r = subprocess.run(["bash", str(MEASURE), str(model), "", family, str(outdir)], env=env,
-                       capture_output=True, text=True)
-    line = (r.stdout.strip().splitlines() or [r.stderr.strip()])[-1]
-    nums = dict(re.findall(r"(\w+) ([\d.]+|None)", line))
-    if "Fmax" not in nums:
-        # e.g. Yosys 0.70's ABC9 assertion on some ECP5 designs (lgn-fpga build falls back
-        # to classic ABC; the measuring stick does not): say so and go on.
-        print(f"{model.stem}: measuring failed: {line}", flush=True)
+def classic_abc_stick(work: Path, family: str) -> Path:
+    """The measuring stick with classic ABC for the LUT mapping (what ``lgn-fpga build``
+    falls back to when Yosys 0.70's ABC9 asserts)."""
+    synth = "synth_ice40" if family == "ice40" else "synth_ecp5"
+    script = ABC_FALLBACK[family].replace("\\1", "").replace("\n", "; ")
+    text = MEASURE.read_text().replace("$SYN -top top -json out.json",
+                                       f"{script}; write_json out.json")
+    assert script.startswith(synth) and "write_json out.json" in text
+    path = work / f"core_alone_abc_{family}.sh"
+    path.write_text(text)
+    return path
+
+
+def parse(outdir: Path, family: str) -> dict | None:
+    """The stick's figures from a finished build folder (as core_alone.sh prints them)."""
+    try:
+        st = (outdir / "final.stat").read_text()
+        report = json.loads((outdir / "report.json").read_text())
+    except (OSError, ValueError):
         return None
-    return {k: (float(v) if v != "None" else None) for k, v in nums.items()}
+
+    def cell(name):
+        m = re.findall(rf"\s(\d+)\s+{name}\b", st) or re.findall(rf"{name}\s+(\d+)", st)
+        return int(m[-1]) if m else 0
+
+    fmax = min(v["achieved"] for v in report["fmax"].values())
+    util = report["utilization"]
+    if family == "ice40":
+        ffs = sum(cell(x) for x in ["SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS",
+                                     "SB_DFFESR", "SB_DFFER", "SB_DFFES"])
+        return {"LUT4": cell("SB_LUT4"), "carry": cell("SB_CARRY"), "FF": ffs,
+                "cells": util["ICESTORM_LC"]["used"], "RAM": util["ICESTORM_RAM"]["used"],
+                "Fmax": fmax}
+    return {"LUT4": cell("LUT4"), "carry": cell("CCU2C"), "FF": cell("TRELLIS_FF"),
+            "cells": util["TRELLIS_COMB"]["used"], "RAM": util.get("DP16KD", {}).get("used", 0),
+            "Fmax": fmax}
+
+
+def measure(model: Path, family: str, outdir: Path, path_prefix: Path, env_extra: dict,
+            work: Path, reuse: bool) -> tuple[dict | None, str]:
+    if reuse and (r := parse(outdir, family)):
+        return r, "reused"
+    env = dict(os.environ, PATH=f"{path_prefix}:{os.environ['PATH']}", **env_extra)
+    how = ""
+    for stick in (MEASURE, None):
+        if stick is None:  # ABC9 crashed: classic ABC, as lgn-fpga build does
+            stick, how = classic_abc_stick(work, family), "abc"
+        r = subprocess.run(["bash", str(stick), str(model), "", family, str(outdir)], env=env,
+                           capture_output=True, text=True)
+        line = (r.stdout.strip().splitlines() or [r.stderr.strip()])[-1]
+        if "yosys failed" not in line:
+            break
+    result = parse(outdir, family)
+    if result is None:
+        print(f"{model.stem}: measuring failed: {line}", flush=True)
+    return result, how
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", choices=["ice40", "ecp5"], default="ice40")
-    ap.add_argument("--nets", default=",".join(NETS))
+    ap.add_argument("--nets", default=DEFAULT_NETS, help=f"of {', '.join(NETS)}")
     ap.add_argument("--old-rev", default=OLD_REV)
     ap.add_argument("--heads", default="old,new", help="which heads to build (old,new)")
+    ap.add_argument("--core", help="LogicNetCore options of the new builds (JSON) "
+                                   "[default: the family's block RAMs as popcount tables]")
     ap.add_argument("--keep", help="keep the build folders here")
+    ap.add_argument("--reuse", action="store_true",
+                    help="read builds already finished in --keep instead of running them")
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="lgn-resources-"))
     work.mkdir(parents=True, exist_ok=True)
-    old_bin = old_head_bin(work, args.old_rev) if not (work / "oldhead").exists() \
-        else work / "oldhead"
+    old_bin, new_bin = wrappers(work, args.old_rev)
     fam = args.family
-    cells_key, carry_key = ("LC", "CARRY") if fam == "ice40" else ("COMB", "CCU2C")
-    print(f"{'net':8} {'head':4} {'LUT4':>6} {'carry':>6} {'FF':>6} {'cells':>6} {'Fmax':>6} "
-          f"{'head/bit':>8} | {'est LUT4':>8} {'est FF':>7} {'est cells':>9}")
+    options = json.loads(args.core) if args.core else NEW_CORE[fam]
+    print(f"{fam}; new core options {json.dumps(options)}")
+    print(f"{'net':8} {'head':4} {'LUT4':>6} {'carry':>6} {'FF':>6} {'cells':>6} {'RAM':>4} "
+          f"{'Fmax':>6} {'head/bit':>8} | {'est LUT4':>11} {'est FF':>11} {'est cells':>11}")
     for name in args.nets.split(","):
         graph = NETS[name]()
         model = work / f"{name}.json"
         gg.save(graph, model)
         built, _ = optimize(graph)  # what lgn-fpga export builds
-        est = core_resources(built, pipeline=DEFAULT_PIPELINE, scores=False)
         bits = built.outputs
         net_cells = bits  # head800: one LUT per gate of its only layer
-        est_luts, est_ffs = est["luts"], est["ffs"] + built.inputs
-        est_cells = (est["ice40_cells"] + built.inputs if fam == "ice40"
-                     else est_luts + est["carries"])
-        for head, prefix in (("old", str(old_bin)), ("new", None)):
+        for head, prefix, extra in (("old", old_bin, {}),
+                                    ("new", new_bin, {"LGN_BENCH_CORE": json.dumps(options)})):
             if head not in args.heads.split(","):
                 continue
-            r = measure(model, fam, work / f"{fam}-{name}-{head}", prefix)
+            r, how = measure(model, fam, work / f"{fam}-{name}-{head}", prefix, extra, work,
+                             args.reuse)
             if r is None:
                 continue
-            cells = r.get(cells_key)
-            per_bit = ((cells - built.inputs - net_cells) / bits
+            per_bit = ((r["cells"] - built.inputs - net_cells) / bits
                        if fam == "ice40" and name == "head800" else None)
-            line = (f"{name:8} {head:4} {r['LUT4']:6.0f} {r[carry_key]:6.0f} {r['FF']:6.0f} "
-                    f"{cells:6.0f} {r['Fmax']:6.1f} "
+            line = (f"{name:8} {head:4} {r['LUT4']:6.0f} {r['carry']:6.0f} {r['FF']:6.0f} "
+                    f"{r['cells']:6.0f} {r['RAM']:4.0f} {r['Fmax']:6.1f} "
                     f"{'-' if per_bit is None else f'{per_bit:.2f}':>8}")
             if head == "new":
+                est = core_resources(built, family=fam, scores=False, **options)
+                est_luts, est_ffs = est["luts"], est["ffs"] + built.inputs
+                est_cells = est["cells"] + built.inputs * (fam == "ice40")
+
                 def err(e, m):
                     return f"{e:.0f} ({100 * (e - m) / m:+.0f}%)"
-                line += (f" | {err(est_luts, r['LUT4']):>8} {err(est_ffs, r['FF']):>7} "
-                         f"{err(est_cells, cells):>9}")
-            print(line, flush=True)
+                line += (f" | {err(est_luts, r['LUT4']):>11} {err(est_ffs, r['FF']):>11} "
+                         f"{err(est_cells, r['cells']):>11}")
+            print(line + (f" {how}" if how else ""), flush=True)
 
 
 if __name__ == "__main__":

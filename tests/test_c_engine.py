@@ -1,6 +1,7 @@
 """The C engine and `export --format c`: bit for bit with golden (ties included), cached
 builds, the documented entry points, and one-line errors."""
 
+import os
 import subprocess
 
 import numpy as np
@@ -9,9 +10,9 @@ from conftest import invoke
 
 from lgn_fpga.errors import UserError
 from lgn_fpga.flow import c_engine
-from lgn_fpga.net import golden
+from lgn_fpga.net import golden, ops
 from lgn_fpga.net import graph as gg
-from lgn_fpga.net.c_source import c_source
+from lgn_fpga.net.c_source import c_source, program
 from lgn_fpga.net.random_nets import random_bits, random_graph
 
 
@@ -150,3 +151,55 @@ def test_cli_predict_features_with_engine_c(tmp_path):
                     "--engine", "c", "-o", tmp_path / "c.npy")
     assert result.exit_code == 0, result.output
     assert np.array_equal(np.load(tmp_path / "c.npy"), golden.predict_features(g, x).classes)
+
+
+def test_folding_leaves_only_real_two_input_gates():
+    # layer 1 over inputs x0, x1: copies, an inversion, a constant, AND twice (once wired
+    # the other way round), and x0 XOR x0, which is constant
+    layer1 = ([0, 1, 0, 0, 1, 0, 1], [0, 1, 1, 1, 0, 0, 1],
+              [ops.A, ops.NOT_A, ops.TRUE, ops.AND, ops.AND, ops.XOR, ops.B])
+    # layer 2: NAND of the two ANDs (one repeated gate: ~(g & g) is ~g), AND of the two
+    # copies (a real gate: x0 & ~x1), and a pass of the constant (class 1 is all constant)
+    layer2 = ([3, 0, 2, 2], [4, 1, 2, 5], [ops.NAND, ops.AND, ops.A, ops.OR])
+    g = gg.make(2, [layer1, layer2], classes=2)
+    layers, a, b, outputs, offsets = program(g)
+    # left: x0 & x1 (layer 1) and x0 & ~x1 (layer 2, reading the inputs directly)
+    assert sorted(zip(a.tolist(), b.tolist(), strict=True)) == [(0, 1), (0, 1)]
+    assert layers == [[(ops.AND, 1)], [(ops.A_AND_NOT_B, 1)]]
+    assert [len(o) for o in outputs] == [2, 0] and offsets == [0, 2]
+    assert sorted(inv for _, inv in outputs[0]) == [0, 1]  # the NAND reads x0 & x1 inverted
+    bits = np.array([[x, y] for x in (0, 1) for y in (0, 1)], dtype=np.uint8)
+    want = golden.naive_predict(g, bits)
+    got = c_engine.predict(g, bits, optimize=False)
+    assert np.array_equal(got.scores, want.scores)
+    assert np.array_equal(got.classes, want.classes)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nets_full_of_copies_and_constants_match_golden(seed):
+    # few inputs and ops that fold (copies, inversions, constants, XOR/XNOR that cancel):
+    # many gates read one row twice, many outputs are constant or inverted rows
+    g = random_graph(inputs=3, layers=4, width=24, classes=4, seed=seed,
+                     ops=(ops.A, ops.NOT_A, ops.B, ops.NOT_B, ops.FALSE, ops.TRUE, ops.XOR,
+                          ops.XNOR, ops.NAND))
+    bits = random_bits(g.inputs, 300, seed=seed)
+    want = golden.naive_predict(g, bits)
+    got = c_engine.predict(g, bits, optimize=False)
+    assert np.array_equal(got.scores, want.scores)
+    assert np.array_equal(got.classes, want.classes)
+
+
+def test_the_compiler_runs_in_its_own_process_group(tmp_path, monkeypatch):
+    # a stand-in compiler records its process and process group, then fails
+    record = tmp_path / "record"
+    cc = tmp_path / "fake-cc"
+    cc.write_text(f"#!/bin/sh\necho $$ $(ps -o pgid= -p $$) > {record}\n"
+                  "echo 'fake-cc: error: nothing compiled' >&2\nexit 1\n")
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    with pytest.raises(UserError, match="fake-cc: error: nothing compiled"):
+        c_engine.build(tie_heavy_graph())
+    pid, pgid = record.read_text().split()
+    assert pid == pgid  # a group leader: Ctrl-C or a kill reaches cc1 through its group
+    assert int(pgid) != os.getpgid(0)
+    assert not list((tmp_path / "cache" / "c-engine").iterdir())

@@ -11,9 +11,9 @@ from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lgn_fpga.gateware.core import LogicNetCore, gate_stages
+from lgn_fpga.gateware.core import LogicNetCore, gate_stages, place_registers
 from lgn_fpga.gateware.head import ArgMax, Popcount
-from lgn_fpga.net import golden
+from lgn_fpga.net import golden, ops
 from lgn_fpga.net import graph as gg
 from lgn_fpga.net.random_nets import random_graph
 from lgn_fpga.verify.simulate import make_schedule, random_bits, run_pysim
@@ -59,7 +59,7 @@ def test_one_class_still_has_a_one_bit_class_port():
 
 
 @settings(max_examples=150, deadline=None)
-@given(graph=small_nets, pipeline=st.integers(1, 4), seed=st.integers(0, 1000),
+@given(graph=small_nets, pipeline=st.integers(0, 4), seed=st.integers(0, 1000),
        head_levels=st.integers(1, 3))
 def test_pysim_scores_classes_and_latency_equal_golden_for_random_nets(graph, pipeline, seed,
                                                                       head_levels):
@@ -79,6 +79,46 @@ def test_declared_latency_is_gate_stages_plus_head(pipeline):
     assert core.gate_latency == gate_stages(6, pipeline) == -(-6 // pipeline)
     assert core.latency == core.gate_latency + core.popcount_latency + core.argmax_latency
     assert out.cycles[0] - np.flatnonzero(schedule >= 0)[0] == core.latency
+
+
+def _xor_tree(levels: int) -> gg.GateGraph:
+    """Layer n XORs disjoint pairs of layer n - 1, down to 2 gates (one class of 2 bits):
+    a gate of layer n reads 2 ** (n + 1) inputs, so a LUT4 covers two layers and the cone of
+    layer n is ceil((n + 1) / 2) LUT4 levels deep (the reference the placement is checked
+    against); the popcount's half adder reads both bits of the last layer."""
+    width = 2 ** (levels + 1)
+    layers = []
+    for _ in range(levels):
+        width //= 2
+        idx = np.arange(width)
+        layers.append((2 * idx, 2 * idx + 1, np.full(width, ops.XOR)))
+    return gg.make(2 ** (levels + 1), layers, 1)
+
+
+@pytest.mark.parametrize("depth,stage_luts", [(7, 1), (7, 2), (7, 3), (6, 3), (4, 1)])
+def test_registers_are_placed_from_the_lut_depth(depth, stage_luts):
+    # With s LUT levels per stage a register goes after every 2 s layers, and before the
+    # last layer where the last stage (its layers plus the half adder) would not fit.
+    g = _xor_tree(depth)
+    cuts = place_registers(g, stage_luts)
+    per_stage = 2 * stage_luts
+    expected = tuple(n for n in range(g.depth - 1) if (n + 1) % per_stage == 0)
+    if g.depth - (expected[-1] + 1 if expected else 0) + 1 > per_stage:
+        expected += (g.depth - 2,)
+    assert cuts == expected
+    core, out, want, schedule = run_and_compare(g, 0, vectors=4, gap_rate=0)
+    assert core.register_after == place_registers(g)
+    np.testing.assert_array_equal(out.scores, want.scores)
+    assert (out.cycles - np.flatnonzero(schedule >= 0) == core.latency).all()
+
+
+def test_pass_through_layers_get_no_register():
+    rng = np.random.default_rng(0)
+    layers = [(rng.integers(0, 16, 16), rng.integers(0, 16, 16), np.full(16, ops.A))
+              for _ in range(9)]
+    g = gg.make(16, layers, 2)
+    core = LogicNetCore(g)
+    assert core.register_after == () and core.gate_latency == 1
 
 
 def test_back_to_back_inputs_give_one_output_per_cycle():

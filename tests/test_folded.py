@@ -14,7 +14,13 @@ from lgn_fpga import protocol as p
 from lgn_fpga.errors import UserError
 from lgn_fpga.flow import profiles
 from lgn_fpga.flow.build import BuildOptions, build, choose_core, estimate_folded
-from lgn_fpga.gateware.folded import FoldedCore, fold_plan, memory_blocks
+from lgn_fpga.gateware.folded import (
+    FoldedCore,
+    fold_plan,
+    memory_blocks,
+    program_image,
+)
+from lgn_fpga.gateware.spi_flash import FLASH_OFFSET, SPIFlashModel, SPIFlashReader
 from lgn_fpga.gateware.tops import BistTop, UartTop
 from lgn_fpga.models import resolve
 from lgn_fpga.net import golden
@@ -161,7 +167,158 @@ def test_uart_top_with_a_folded_core_answers_back_to_back_frames():
         assert (seq, cls, scores.tolist()) == (20 + i, want.classes[i], want.scores[i].tolist())
 
 
-def _run_bist(top, max_cycles):
+def _infer_through_uart(top, graph, vectors=3, *, after=0, max_cycles=400_000,
+                        divisor=SIM_DIVISOR):
+    """Send ``vectors`` INFER frames (once ``after`` cycles have passed) and check every
+    answer against the golden model; returns the answers' sequence numbers."""
+    layout = top.layout if hasattr(top, "layout") else top.top.layout
+    bits = random_bits(graph.inputs, vectors, 9)
+    data = b"".join(layout.encode_request(20 + i, row) for i, row in enumerate(bits))
+    pending, received, cycles = [data], bytearray(), [0]
+
+    def take():
+        return pending.pop() if pending and cycles[0] > after else b""
+
+    def stop():
+        cycles[0] += 1
+        return len(p.Decoder(p.response_lengths(layout)).feed(bytes(received))) >= vectors \
+            or cycles[0] > max_cycles
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(uart_testbench(top.rx, top.tx, divisor, take_input=take,
+                                     give_output=received.extend, stop=stop))
+    sim.run()
+    frames = p.Decoder(p.response_lengths(layout)).feed(bytes(received))
+    want = golden.predict(graph, bits)
+    got = [layout.decode_result(payload) for _, payload in frames]
+    assert [(c, s.tolist()) for _, c, s in got] == \
+        [(want.classes[i], want.scores[i].tolist()) for i in range(vectors)]
+    return [seq for seq, _, _ in got]
+
+
+@pytest.mark.parametrize("lanes,inputs,divisor,direct", [(1, 21, SIM_DIVISOR, False),
+                                                         (16, 21, SIM_DIVISOR, False),
+                                                         (2, 400, 16, True)])
+def test_uart_top_writes_requests_into_the_core_input_ram(lanes, inputs, divisor, direct):
+    # inputs="bytes": no request register, the core loads from the top's byte RAM (1 bit
+    # per clock at one lane, a byte per clock into 16-bit words at 16). With long requests
+    # the answers go out straight from the core's outputs, with no result FIFO.
+    g = random_graph(inputs, 3, 40, 4, seed=3)
+    core = FoldedCore(g, lanes=lanes, inputs="bytes")
+    assert not hasattr(core, "in_bits")
+    assert core.plan.load_rows == -(-inputs // min(lanes, 8))
+    top = UartTop(g, divisor=divisor, core=core)
+    assert top.direct_results == direct
+    assert _infer_through_uart(top, g, divisor=divisor) == [20, 21, 22]
+
+
+def test_spi_flash_reader_reads_the_model_flash():
+    from amaranth.hdl import Module
+
+    image = bytes(np.random.default_rng(1).integers(0, 256, 40, dtype=np.uint8))
+    m = Module()
+    m.submodules.reader = reader = SPIFlashReader(FLASH_OFFSET + 3, 30, wake_cycles=10)
+    m.submodules.flash = flash = SPIFlashModel(image)
+    m.d.comb += [flash.cs.eq(reader.cs), flash.sck.eq(reader.sck),
+                 flash.copi.eq(reader.copi), reader.cipo.eq(flash.cipo)]
+    got = []
+
+    async def bench(ctx):
+        for _ in range(3000):
+            await ctx.tick()
+            if ctx.get(reader.stb):
+                got.append(ctx.get(reader.data))
+            if ctx.get(reader.done):
+                break
+        assert ctx.get(flash.reads) == 1  # one READ command: the wake command is not one
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert bytes(got) == image[3:33]
+
+
+def test_the_program_boots_from_flash_into_spram_and_agrees_with_golden():
+    # the UART top's core has its program in (behavioural) SPRAM: after reset the flash
+    # reader copies the image in, and only then does the core take requests
+    from lgn_fpga.verify.board import FlashBoard, simulated_top
+
+    g = random_graph(21, 3, 40, 4, seed=3)
+    board = simulated_top(g, "uart", divisor=SIM_DIVISOR, pipeline=None, lanes=2,
+                          optimize=False, program="spram")
+    assert isinstance(board, FlashBoard)
+    plan = board.core.plan
+    assert board.core.image == program_image(plan)
+    assert len(board.core.image) == plan.rows * 2 * 2 + 1  # 2 x 14-bit entries: 2 halfwords
+    # requests sent while it boots are not heard: send once the image is in
+    boot = 2 * 8 + 256 + 2 * (32 + 8 * len(board.core.image)) + 8
+    assert _infer_through_uart(board, g, after=boot) == [20, 21, 22]
+
+
+def test_a_corrupt_program_image_is_caught_at_boot():
+    g = random_graph(12, 2, 16, 4, seed=1)
+    core = FoldedCore(g, lanes=1, program="spram", inputs="bytes")
+    top = UartTop(g, divisor=SIM_DIVISOR, core=core)
+    from lgn_fpga.verify.board import FlashBoard
+
+    bad = bytearray(core.image)
+    bad[3] ^= 0x10
+    board = FlashBoard(top, bytes(bad))
+    seen = {}
+
+    async def bench(ctx):
+        for _ in range(2 * 8 + 256 + 2 * (32 + 8 * len(bad)) + 50):
+            await ctx.tick()
+        seen.update(error=ctx.get(top.boot_error), ready=ctx.get(core.in_ready))
+
+    sim = Simulator(board)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {"error": 1, "ready": 0}
+
+
+def test_spram_program_that_does_not_fit_is_refused():
+    g = random_graph(64, 2, 40, 4, seed=1)
+    with pytest.raises(ValueError, match="needs 8 x 1 SPRAMs, 4 available"):
+        FoldedCore(g, lanes=8, program="spram")
+
+
+def test_flash_writes_the_program_image_before_the_bitstream(tmp_path, monkeypatch):
+    import hashlib
+
+    from lgn_fpga.flow.flash import flash
+
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "top.bin").write_bytes(b"bits")
+    (out / "program.bin").write_bytes(b"program")
+    ice = profiles.get("icebreaker")
+    report = {"status": "ok", "board": ice.name, "device": ice.device,
+              "bitstream": {"file": "top.bin", "sha256": hashlib.sha256(b"bits").hexdigest()},
+              "program_image": {"file": "program.bin", "flash_offset": FLASH_OFFSET,
+                                "sha256": hashlib.sha256(b"program").hexdigest()}}
+    (out / "report.json").write_text(json.dumps(report))
+    log = tmp_path / "calls"
+    script = tmp_path / "iceprog"
+    script.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("ICEPROG", str(script))
+    lines = []
+    flash(ice, out=out, dry_run=True, echo=lines.append)
+    assert lines == [f"iceprog -o 1M {out / 'program.bin'}", f"iceprog {out / 'top.bin'}"]
+    flash(ice, out=out, mode="sram")  # the image still goes to the flash
+    assert log.read_text().splitlines() == [f"-o 1M {out / 'program.bin'}",
+                                            f"-S {out / 'top.bin'}"]
+    (out / "program.bin").write_bytes(b"other")
+    with pytest.raises(UserError, match="program.bin: its bytes differ"):
+        flash(ice, out=out, dry_run=True, echo=lines.append)
+
+
+def _run_bist(design, max_cycles, top=None):
+    top = top or design
     out = {}
 
     async def bench(ctx):
@@ -172,7 +329,7 @@ def _run_bist(top, max_cycles):
         out.update(done=ctx.get(top.done), passed=ctx.get(top.passed),
                    cycles=ctx.get(top.cycles), first=ctx.get(top.first_failure))
 
-    sim = Simulator(top)
+    sim = Simulator(design)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
@@ -192,6 +349,17 @@ def test_bist_top_with_a_folded_core_passes_and_catches_a_bad_vector():
     assert out["done"] and not out["passed"] and out["first"] == 5
 
 
+def test_bist_top_waits_for_the_program_to_boot_from_flash():
+    from lgn_fpga.verify.board import FlashBoard
+
+    g = random_graph(10, 3, 16, 4, seed=3)
+    bits = random_bits(g.inputs, 4, 2)
+    core = FoldedCore(g, lanes=2, program="spram")
+    top = BistTop(g, bits, divisor=SIM_DIVISOR, core=core)
+    out = _run_bist(FlashBoard(top), 20_000, top=top)
+    assert out["done"] and out["passed"]
+
+
 # -- the build ----------------------------------------------------------------------------
 
 
@@ -209,16 +377,48 @@ def test_auto_keeps_the_parallel_core_when_it_fits_and_folds_when_it_does_not():
 
 
 def test_a_net_too_big_even_folded_is_refused_before_synthesis_with_the_numbers(tmp_path):
+    # 40000 gates of 30-bit entries: 1.2 Mbit, more than the UP5K's block RAM and its four
+    # SPRAMs (at one lane, 2 wide x 3 deep) can hold
+    path = tmp_path / "big.json"
+    gg.save(random_graph(64, 5, 8000, 10, seed=1), path)
     with pytest.raises(UserError, match=r"parallel: ~\d+ LUTs needed, 5280 available; .*even "
-                                        r"folded \(1 lane\(s\)\): .*block RAMs, 30 available"):
-        build(BuildOptions(board="icebreaker", model="fashion-mnist", out=str(tmp_path)))
+                                        r"folded \(1 lane\(s\)\): .*block RAMs, 30 available; "
+                                        r"in SPRAM it would need 6 SPRAMs, 4 available"):
+        build(BuildOptions(board="icebreaker", model=str(path), out=str(tmp_path),
+                           optimize=False))
     assert not (tmp_path / "top.bin").exists()
+
+
+def test_fashion_mnist_on_the_icebreaker_folds_into_spram_and_writes_its_image(tmp_path,
+                                                                              monkeypatch):
+    # Yosys replaced by `false`: the build chooses, elaborates and writes the image, then
+    # stops at synthesis (bench/folded.py build runs the real thing, ~10 min)
+    monkeypatch.setenv("YOSYS", "false")
+    with pytest.raises(UserError, match="synth failed"):
+        build(BuildOptions(board="icebreaker", model="fashion-mnist", out=str(tmp_path)))
+    report = json.loads((tmp_path / "failed" / "report.json").read_text())
+    assert report["core"]["kind"] == "folded" and report["core"]["lanes"] == 2
+    ram = report["core"]["ram"]
+    assert ram["program_in"] == "spram" and ram["spram_blocks"] == 4
+    assert report["estimate"]["bram_blocks"] <= 30
+    plan = fold_plan(optimize(gg.load(resolve("fashion-mnist")))[0], 2, inputs="bytes")
+    assert report["cycles_per_inference"] == plan.latency
+    assert report["inferences_per_second"] >= 1000  # at the 12 MHz board clock
+    image = report["program_image"]
+    assert image["bytes"] == plan.rows * 8 + 1 and image["flash_offset"] == FLASH_OFFSET
 
 
 def test_cli_build_rejects_bad_lanes_in_one_line(tmp_path):
     result = invoke("build", "--board", "icebreaker", "--core", "folded", "--lanes", 3,
                     "-o", tmp_path)
     assert result.exit_code != 0 and "power of two" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_program_spram_on_a_board_without_spram_gets_one_line(tmp_path):
+    result = invoke("build", "--board", "ulx3s-12f", "--core", "folded", "--program", "spram",
+                    "-o", tmp_path)
+    assert result.exit_code != 0 and "has no SPRAM" in result.output
     assert "Traceback" not in result.output
 
 
@@ -238,11 +438,18 @@ def small_model(tmp_path_factory):
 
 @pytest.mark.slow
 def test_real_ice40_build_of_a_folded_uart_top(small_model, tmp_path):
+    # the program in SPRAM, booted from the flash: the SPRAM primitives and the flash pins
+    # go through the real tools (the ECP5 build below keeps its program in block RAM)
     report = build(BuildOptions(board="icebreaker", model=str(small_model), core="folded",
-                                lanes=2, out=str(tmp_path)))
+                                lanes=2, program="spram", out=str(tmp_path)))
     assert report["status"] == "ok" and (tmp_path / "top.bin").exists()
     assert report["core"]["kind"] == "folded" and report["core"]["lanes"] == 2
-    assert report["utilization"]["bram_blocks"]["used"] >= 1  # the program sits in BRAM
+    assert report["utilization"]["spram_blocks"]["used"] == \
+        report["core"]["ram"]["spram_blocks"] >= 1
+    image = (tmp_path / "program.bin").read_bytes()
+    assert report["program_image"]["bytes"] == len(image)
+    assert image == program_image(fold_plan(optimize(gg.load(small_model))[0], 2,
+                                            inputs="bytes"))
     assert report["cycles_per_inference"] == report["latency_cycles"]
     assert report["inferences_per_second"] == round(12e6 / report["cycles_per_inference"], 1)
     saved = json.loads((tmp_path / "report.json").read_text())

@@ -60,3 +60,28 @@ def test_features_go_through_the_thermometer_encoding():
     x = np.array([[0.5, 3.0], [-1.0, 1.0]])
     np.testing.assert_array_equal(golden.predict_features(g, x).scores,
                                   [[1, 0, 1, 1], [0, 0, 1, 0]])
+
+
+def test_many_blocks_and_a_short_last_one_match_the_naive_evaluator():
+    # 2500 samples: two full blocks of golden.BLOCK_WORDS words counted together, then a
+    # short block; a net of copies, inversions and constants exercises the stored
+    # inversions (polarity) and the dead gates left out
+    g = random_graph(9, 4, 40, 4, seed=11,
+                     ops=(ops.A, ops.NOT_A, ops.NOT_B, ops.TRUE, ops.NAND, ops.XNOR, ops.NOR,
+                          ops.A_AND_NOT_B, ops.NOT_A_OR_B))
+    bits = np.random.default_rng(5).integers(0, 2, (2500, 9), dtype=np.uint8)
+    assert 2500 > 2 * 64 * golden.BLOCK_WORDS
+    fast = golden.predict(g, bits)
+    slow = golden.naive_predict(g, bits)
+    np.testing.assert_array_equal(fast.scores, slow.scores)
+    np.testing.assert_array_equal(fast.classes, slow.classes)
+
+
+def test_layer_bits_are_every_gates_value():
+    g = random_graph(6, 3, 10, 2, seed=4)
+    bits = np.random.default_rng(2).integers(0, 2, (70, 6), dtype=np.uint8)
+    layers = golden.GoldenModel(g).layer_bits(bits)
+    values = bits.astype(int)
+    for layer, got in zip(g.layers, layers, strict=True):
+        values = ops.truth(layer.op[None, :], values[:, layer.a], values[:, layer.b])
+        np.testing.assert_array_equal(got, values)

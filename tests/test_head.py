@@ -49,14 +49,60 @@ def test_weighted_popcount_counts_after_its_declared_latency(data, n, levels_per
 
 
 @pytest.mark.parametrize("n", range(1, 40))
-def test_every_bit_is_counted_exactly_once(n):
-    plan = plan_popcount(n)
-    used = [i for pair in plan.pairs for i in pair] + list(plan.spares) + list(plan.singles)
+@pytest.mark.parametrize("tables", [0, 2])
+def test_every_bit_is_counted_exactly_once(n, tables):
+    plan = plan_popcount(n, tables=tables, table_bits=4)
+    used = ([i for pair in plan.pairs for i in pair] + list(plan.spares) + list(plan.singles)
+            + [i for group in plan.tables for i in group])
     assert sorted(used) == list(range(n))
     assert plan.top == n
-    # Spares are carry-ins of the first adder level only (they never wait in registers).
-    first = plan.levels[0] if plan.levels else ()
-    assert len(plan.spares) == sum(1 for _, _, carry in first if carry >= 0)
+    assert len(plan.tables) == max(0, min(tables, (n - 2) // 4))  # two bits left to add
+    # Every spare is the carry-in of exactly one adder.
+    carries = [carry for level in plan.levels for _, _, carry in level if carry >= 0]
+    assert sorted(carries) == list(range(len(plan.spares)))
+
+
+@pytest.mark.parametrize("n", [5, 16, 33, 80, 160])
+def test_the_plan_needs_no_more_cells_than_pairing_every_bit(n):
+    # Cells counted independently of PopcountPlan.cells: a sum bit each, a feed-in each.
+    def cells(plan):
+        # (a spare used at adder level lv waits lv registers first)
+        return sum(int(plan.maxima[lv + 1][k]).bit_length() + (carry >= 0) * (1 + lv)
+                   for lv, ops_ in enumerate(plan.levels) for k, (_, _, carry) in enumerate(ops_))
+
+    chosen, paired = plan_popcount(n), plan_popcount(n, carry_ins=False)
+    assert cells(chosen) == chosen.cells <= cells(paired)
+    if n == 80:  # the 10 x 80-bit head of docs/core.md: 135 cells a class
+        assert chosen.cells <= 135
+        assert plan_popcount(n, tables=3).cells <= 110  # 30 of the bits in tables
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data(), n=st.integers(2, 20), tables=st.integers(1, 3),
+       table_bits=st.integers(2, 5))
+def test_a_popcount_with_lookup_tables_counts_after_its_declared_latency(data, n, tables,
+                                                                        table_bits):
+    weights = data.draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
+    pc = Popcount(n, weights=weights, tables=tables, table_bits=table_bits)
+    rng = np.random.default_rng(n * 7 + tables)
+    words = [int(x) for x in rng.integers(0, 1 << n, 6, dtype=np.uint64)] + [(1 << n) - 1]
+    got = _stream(pc, pc.bits, words, lambda ctx: ctx.get(pc.count))
+    assert got == [sum(w for i, w in enumerate(weights) if word >> i & 1) for word in words]
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), tables=st.integers(1, 8), pipeline=st.integers(0, 2))
+def test_a_core_counting_with_lookup_tables_agrees_with_golden(seed, tables, pipeline):
+    g = random_graph(10, 2, 36, 3, seed=seed)
+    bits = random_bits(10, 16, seed)
+    schedule = make_schedule(16, gap_rate=0.3, seed=seed)
+    core = LogicNetCore(g, pipeline=pipeline, popcount_tables=tables, table_bits=3)
+    assert 0 < sum(core.class_tables) <= tables
+    out = run_pysim(core, bits, schedule, seed=seed)
+    want = golden.predict(g, bits)
+    np.testing.assert_array_equal(out.scores, want.scores)
+    np.testing.assert_array_equal(out.classes, want.classes)
+    assert (out.cycles - np.flatnonzero(schedule >= 0) == core.latency).all()
 
 
 @pytest.mark.parametrize("split", [True, False])

@@ -434,3 +434,113 @@ def test_pll_frequencies_it_cannot_make(tmp_path):
 ])
 def test_non_finite_numbers_are_refused_by_name(args):
     fails_cleanly(*args, needle="not a finite number")
+
+
+# -- no orphans after SIGKILL -------------------------------------------------------------
+
+
+def _proc_table() -> dict:
+    """pid -> (parent pid, start time, state) of every process, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        table[int(entry)] = (int(fields[1]), int(fields[19]), fields[0].decode())
+    return table
+
+
+def _descendants(root: int) -> dict:
+    """pid -> start time of every living descendant of ``root`` (the start time tells a
+    process from a later one that reuses its pid)."""
+    table = _proc_table()
+    found, todo = {}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, start, state) in table.items():
+            if ppid == parent and pid not in found and state != "Z":
+                found[pid] = start
+                todo.append(pid)
+    return found
+
+
+def _survivors(processes: dict) -> list:
+    table = _proc_table()
+    return [pid for pid, start in processes.items()
+            if pid in table and table[pid][1] == start and table[pid][2] != "Z"]
+
+
+def _sigkill_leaves_no_orphans(argv, *, deep: int, timeout: float, env=None) -> None:
+    """Start ``argv``; once it has ``deep`` levels of descendants, SIGKILL it and assert that
+    every descendant it had is gone within a few seconds."""
+    import signal
+    import time
+
+    parent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            tree = _descendants(parent.pid)
+            table = _proc_table()
+            # levels below the parent: a grandchild's parent is one of the descendants
+            levels = {pid: 1 for pid in tree if table.get(pid, (0,))[0] == parent.pid}
+            for _ in range(deep):
+                for pid in tree:
+                    ppid = table.get(pid, (0,))[0]
+                    if ppid in levels:
+                        levels[pid] = levels[ppid] + 1
+            if levels and max(levels.values()) >= deep:
+                break
+            assert parent.poll() is None, "the command ended before it started its tools"
+            assert time.monotonic() < deadline, f"no {deep}-deep process tree: {tree}"
+            time.sleep(0.1)
+        tree = _descendants(parent.pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _survivors(tree) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = {pid: open(f"/proc/{pid}/cmdline", "rb").read()[:200]
+                for pid in _survivors(tree)}
+        for pid in left:   # clean up before failing
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"orphans after SIGKILL: {left}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+_STAND_IN = """
+import subprocess, sys
+from lgn_fpga.flow import processes
+script = sys.executable + " -c 'import time; time.sleep(300)' & " \\
+         + sys.executable + " -c 'import time; time.sleep(300)' & wait"
+if sys.argv[1] == "popen":
+    subprocess.Popen(["sh", "-c", script], **processes.popen_kwargs()).wait()
+else:
+    processes.run_group(["sh", "-c", script])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("how", ["popen", "run_group"])
+def test_sigkill_leaves_no_grandchildren(how):
+    """A stage's shell dies with lgn-fpga (PR_SET_PDEATHSIG), and so do the tools the shell
+    started (the reaper): SIGKILL the parent, then no descendant may be left."""
+    _sigkill_leaves_no_orphans([sys.executable, "-c", _STAND_IN, how], deep=2, timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_sigkill_of_a_real_build_leaves_no_orphans(tiny_model, tmp_path):
+    """`lgn-fpga build` killed outright while Yosys runs under the stage's shell."""
+    _sigkill_leaves_no_orphans(
+        [sys.executable, "-m", "lgn_fpga.cli", "build", "--board", "icebreaker", "--model",
+         str(tiny_model), "--out", str(tmp_path / "out")], deep=2, timeout=120)

@@ -25,6 +25,12 @@ def synthesized(small):
     return formal.synthesize(small, family="ice40")
 
 
+@pytest.fixture(scope="module")
+def piped(small):
+    """Registers after every gate layer but the last: a cut at each."""
+    return formal.synthesize(small, family="ice40", pipeline=1)
+
+
 def test_reference_is_the_gate_graph(small):
     """The reference module has one assign per gate, from the truth table."""
     text = formal.reference_verilog(small)
@@ -65,7 +71,44 @@ def test_one_corrupted_lut_is_found_and_named(small, synthesized):
                                                      timeout=600)
         found.append((proved, difference))
     assert all(not proved for proved, _ in found), found
-    assert all(re.match(r"out_(class|scores)\[\d+\] differs", d) for _, d in found), found
+    # the first differing bit of the piece that fails: a class output, or a register at a
+    # cut (a gate layer's, or the head's first) against the gate graph's gate
+    named = r"(out_(class|scores)\[\d+\]|layer\d+_q\[\d+\]|popcount\d+\.\w+(\[\d\])?) differs"
+    assert all(re.match(named, d) for _, d in found), found
+
+
+def test_the_proof_is_cut_into_pieces(small, piped):
+    """The netlist is cut at every gate layer's register and after the head's first
+    registers; each piece is small (see docs/verify.md)."""
+    netlist, latency = piped
+    proved, _, _, stages = formal._prove_staged(small, netlist, latency, family="ice40",
+                                                timeout=600, net=None)
+    assert proved
+    registered = sorted({int(n) for n in re.findall(r"wire width \d+ \\layer(\d+)_q", netlist)})
+    assert registered, "the core registers no gate layer: nothing to cut"
+    # a piece per gate stage, then: to the head's first registers, the adder trees, the
+    # argmax
+    last = small.depth - 1
+    assert [s.stop for s in stages] == registered + [last, last, None]
+    assert all(len(s.gate["cells"]) < 400 for s in stages)
+
+
+def test_a_swapped_register_is_found(small, piped):
+    """Two registers of a cut layer exchanged (each still a real gate's value): the piece
+    after the cut computes from the wrong gates, and the proof fails."""
+    netlist, latency = piped
+    q = re.search(r"wire width (\d+) \\(layer\d+_q)", netlist)
+    # the flip-flops driving bits 0 and 1 of that wire, by their Q connections
+    cells = list(re.finditer(rf"connect \\Q \\{q.group(2)} \[(\d+)\]\n", netlist))
+    if len(cells) < 2:
+        cells = list(re.finditer(rf"connect \\Q \\{q.group(2)}\[(\d+)\]\n", netlist))
+    assert len(cells) >= 2, "no flip-flops found on the cut wire"
+    a, b = cells[0], cells[1]
+    swapped = (netlist[:a.start(1)] + b.group(1) + netlist[a.end(1):b.start(1)] + a.group(1)
+               + netlist[b.end(1):])
+    proved, difference, _ = formal.prove_netlist(small, swapped, latency, family="ice40",
+                                                 timeout=600)
+    assert not proved and " differs" in difference, difference
 
 
 def test_cli_verify_proves(tmp_path, small):
@@ -103,3 +146,12 @@ def test_shipped_vector_sets_match_the_naive_evaluator(name):
     assert (naive.scores == vs.scores).all()
     assert (naive.classes == vs.classes).all()
     assert ((0 <= vs.classes) & (vs.classes < graph.classes)).all()
+
+
+def test_cli_verify_digits_on_icebreaker():
+    """The shipped digits model, as CI must prove it: `lgn-fpga verify digits --board
+    icebreaker` (synthesis and proof; the time is printed)."""
+    r = CliRunner().invoke(main, ["verify", "digits", "--board", "icebreaker"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("PROVED"), r.stdout
+    print(r.stdout)

@@ -66,6 +66,10 @@ def boards_command(as_json):
 @click.option("--lanes", type=click.IntRange(min=1), default=None,
               help="Folded core: gates per clock, a power of two [default: the most that "
                    "fit, up to 8].")
+@click.option("--program", "program_ram", type=click.Choice(["bram", "spram"]), default=None,
+              help="Folded core: where its program sits. spram (iCE40 UP5K): loaded at boot "
+                   "from the board's flash, where `lgn-fpga flash` writes program.bin beside "
+                   "the bitstream [default: block RAM, SPRAM when it does not fit].")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the report as JSON (also when the build fails or is interrupted).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr, only errors.")
@@ -76,7 +80,7 @@ def boards_command(as_json):
 def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vectors, vector_set,
                   no_optimize, allow_timing_fail, force, as_json, quiet=False, verbose=False,
                   plot=False,
-                  core_kind="auto", lanes=None):
+                  core_kind="auto", lanes=None, program_ram=None):
     """Build a bitstream for BOARD with YoWASP Yosys and nextpnr.
 
     Each run works in a staging folder inside the output folder; on success its bitstream,
@@ -101,7 +105,7 @@ def build_command(board, model, top, pipeline, out, seed, freq_mhz, baud, vector
                         seed=seed, optimize=not no_optimize, freq_mhz=freq_mhz, baud=baud,
                         vectors=vectors, vector_set=vector_set,
                         allow_timing_fail=allow_timing_fail, force=force,
-                        core=core_kind, lanes=lanes)
+                        core=core_kind, lanes=lanes, program=program_ram)
     try:
         with StageProgress(quiet=quiet, verbose=verbose) as on_stage:
             report = build(opts, on_stage=on_stage)
@@ -267,8 +271,13 @@ def bist_command(port, baud, timeout, as_json):
               help="The core inside the top (folded: docs/folded.md).")
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True,
               help="Folded core: gates per clock (a power of two).")
+@click.option("--program", "program_ram", type=click.Choice(["bram", "spram"]),
+              default="bram", show_default=True,
+              help="Folded core: the program in block RAM, or in SPRAM booted from a "
+                   "simulated SPI flash (as `build` places it on the iCEBreaker when it does "
+                   "not fit block RAM).")
 def sim_board_command(model, top, pipeline, no_optimize, seconds, core_kind="parallel",
-                      lanes=8, board_name=None):
+                      lanes=8, board_name=None, program_ram="bram"):
     """A board with no hardware: the board top runs in Amaranth's simulator, its UART wired
     bit by bit to a pseudo-terminal. Point `lgn-fpga run --port` (or `bist`) at the printed
     device to try the whole serial path before you own a board. Simulated time runs far
@@ -288,14 +297,16 @@ def sim_board_command(model, top, pipeline, no_optimize, seconds, core_kind="par
     try:
         design = simulated_top(graph, top, divisor=SIM_DIVISOR, pipeline=pipeline,
                                optimize=not no_optimize,
-                               lanes=lanes if core_kind == "folded" else None)
+                               lanes=lanes if core_kind == "folded" else None,
+                               program=program_ram)
     except ValueError as e:
-        raise UserError(f"--lanes: {e}") from None
+        raise UserError(f"--lanes {lanes}: {e}") from None
     frame_cycles = 10 * SIM_DIVISOR * (graph.inputs // 8 + 8)
     if core_kind == "folded" and top == "uart" and design.core.latency > frame_cycles:
         # the request register holds a waiting payload only until the next frame arrives;
         # the top is dropped unbuilt, without Amaranth's "created but never used" warning
-        design._MustUse__silence = design.core._MustUse__silence = True
+        for unused in (design, design.core, getattr(design, "top", design)):
+            unused._MustUse__silence = True
         raise UserError(f"--lanes {lanes}: the folded core takes {design.core.latency} "
                         f"cycles per inference, longer than a request frame takes to arrive "
                         f"({frame_cycles} cycles); use more --lanes")

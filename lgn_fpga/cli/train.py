@@ -329,9 +329,9 @@ def import_difflogic(state, output, indices, inputs, classes, tau, encoding):
               help="LearnableBinarization's temperature_softplus, for a state dict.")
 def import_torchlogix(model, output, classes, parametrization, temperature_softplus):
     """Convert a net trained with torchlogix 0.2.x into a gate graph: its circuit JSON
-    (Circuit.write_json, raw or simplified), a state dict, or a pickled model (read with an
-    allow-list: no code from the file runs). torchlogix itself is not needed; dense models
-    only for now."""
+    (Circuit.write_json, raw or simplified), a dense model's state dict, or a pickled model,
+    dense or conv (LogicConv2d/3d trees, OR pooling), read with an allow-list: no code from
+    the file runs. torchlogix itself is not needed."""
     from lgn_fpga.cli.util import check_outputs
     from lgn_fpga.net import graph as gg
 

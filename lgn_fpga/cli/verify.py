@@ -25,7 +25,8 @@ from lgn_fpga.cli.util import FiniteFloatRange, echo_json, load_model, model_arg
 def verify(model, board, pipeline, no_optimize, timeout, as_json):
     """Prove that the synthesized netlist of MODEL's core (after synth_ice40 / synth_ecp5,
     as a board build makes it) computes the same class and scores as the gate graph, for
-    every input, with Yosys's SAT solver (see docs/verify.md).
+    every input, with Yosys's SAT solver, piece by piece between the pipeline registers
+    (see docs/verify.md).
 
     Exits 0 when proved, 1 with the first differing output when not."""
     from lgn_fpga.flow import profiles
@@ -41,7 +42,7 @@ def verify(model, board, pipeline, no_optimize, timeout, as_json):
         click.echo(f"PROVED: the {profile.family} netlist of {model} ({result.cells} cells, "
                    f"latency {result.latency}) equals the gate graph ({result.gates} gates) "
                    f"on every input; synthesis {result.synth_seconds:.1f} s, proof "
-                   f"{result.prove_seconds:.1f} s")
+                   f"{result.prove_seconds:.1f} s in {result.pieces} pieces")
     else:
         click.echo(f"FAILED: {result.difference}")
     if not result.proved:

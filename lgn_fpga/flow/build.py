@@ -62,6 +62,7 @@ class BuildOptions:
     force: bool = False
     core: str = "auto"          # parallel | folded | auto (docs/folded.md)
     lanes: int | None = None    # folded core: gates per clock (None: the most that fit)
+    program: str | None = None  # folded core: "bram" | "spram" (None: SPRAM only if needed)
 
 
 # -- the folded core ------------------------------------------------------------------------
@@ -73,45 +74,101 @@ CORES = ("parallel", "folded", "auto")
 FIT_MARGIN = 0.9
 #: Folded core logic besides the input shift register (one LUT + FF per input bit): the FSM,
 #: counters, program/store addressing, the op mux and the head; per lane the op mux and the
-#: operand bit selects. Calibrated on the digits build (docs/folded.md).
+#: operand bit selects, and a term in P (P - 1) for the bit selects and the row popcount.
+#: Calibrated on the builds of docs/folded.md (digits, fashion-mnist, the dense net; within
+#: ~25% of the placed cells, FFs high by ~300).
 FOLDED_BASE_LUTS = 120
 FOLDED_BASE_FFS = 100
 FOLDED_LANE_LUTS = 12
 
 
+#: SPRAMs (SB_SPRAM256KA, 16k x 16) per device; the folded core's program goes there when
+#: it does not fit the block RAM, loaded at boot from the board's SPI flash.
+SPRAMS = {"iCE40UP5K": 4}
+#: The flash reader and the SPRAM boot loader (a 32-bit command shift register, counters,
+#: the halfword and CRC registers).
+FOLDED_BOOT_LUTS = 70
+FOLDED_BOOT_FFS = 90
+
+
+def folded_inputs(top: str) -> str:
+    """How the folded core gets its input in ``top``: the UART top writes request bytes
+    straight into a RAM the core reads (no request register); the BIST top hands whole
+    vectors over ``in_bits``."""
+    return "bytes" if top == "uart" else "bits"
+
+
 def estimate_folded(graph: GateGraph, profile, *, top: str, lanes: int, vectors: int = 0,
-                    score_width: int | None = None) -> dict:
+                    score_width: int | None = None, program: str | None = None,
+                    divisor: int | None = None) -> dict:
     """What the folded core (:class:`~lgn_fpga.gateware.folded.FoldedCore`) with ``lanes``
-    lanes should need, in the same keys as :func:`estimate` plus its block RAMs and cycle
-    count. Block RAM is counted in whole blocks (the program and the 2 P value-store copies
-    each round up to blocks of the device's aspect ratios) and reported as bits of those
-    blocks, so :func:`check_fit` compares like with like."""
-    from lgn_fpga.gateware.folded import fold_plan, plan_blocks
+    lanes should need, in the same keys as :func:`estimate` plus its block RAMs, SPRAMs and
+    cycle count. Block RAM is counted in whole blocks (the program and the 2 P value-store
+    copies each round up to blocks of the device's aspect ratios) and reported as bits of
+    those blocks, so :func:`check_fit` compares like with like. ``program`` ("bram" or
+    "spram") places the program; by default block RAM, or SPRAM on a device that has it
+    when the block RAM cannot hold everything and the SPRAMs can hold the program.
+    ``divisor`` (clocks per UART bit; default: the board clock at 115200 baud) decides
+    whether the UART top needs its result FIFO (:func:`~lgn_fpga.gateware.tops.
+    direct_results_ok`)."""
+    from lgn_fpga.gateware.folded import fold_plan, plan_blocks, spram_shape
     from lgn_fpga.net.optimize import logic_gates
 
-    plan = fold_plan(graph, lanes)
+    inputs = folded_inputs(top)
+    plan = fold_plan(graph, lanes, inputs=inputs)
     sw = score_width or graph.score_width
     head = graph.classes * sw
-    luts = (graph.inputs + FOLDED_BASE_LUTS + FOLDED_LANE_LUTS * lanes
-            + 2 * lanes * (lanes - 1) + 2 * head)
-    ffs = graph.inputs + FOLDED_BASE_FFS + 2 * head + 8 * lanes
+    held = graph.inputs if inputs == "bits" else 0  # the core's input shift register
+    luts = (held + FOLDED_BASE_LUTS + FOLDED_LANE_LUTS * lanes
+            + 6 * lanes * (lanes - 1) + 2 * head)
+    ffs = held + FOLDED_BASE_FFS + 2 * head + 8 * lanes
     block_bits = profile.bram_bits // max(1, profile.bram_blocks)
-    blocks = plan_blocks(plan, profile.family)
-    if blocks is None:  # no aspect-ratio table: count bits
-        blocks = -(-(plan.program_bits + plan.store_bits) // block_bits)
+    spram_cap = SPRAMS.get(profile.device, 0)
+    wide, deep = spram_shape(plan)
+    extra_blocks = 0
     vector_bits = 0
     if top == "uart":
-        luts += UART_OVERHEAD_LUTS + graph.inputs
-        ffs += UART_OVERHEAD_FFS + 2 * graph.inputs
+        luts += UART_OVERHEAD_LUTS
+        ffs += UART_OVERHEAD_FFS
         # The UART top's result FIFO sits in block RAM too: measured 4 SB_RAM40_4K for the
         # 96-bit results of digits (Yosys packs 8 x 96 tighter than one 16-bit block per
-        # 16 bits); DP16KD are 36 bits wide.
-        result_bits = 8 * (2 + graph.classes * -(-sw // 8))
-        blocks += -(-result_bits // 24) if profile.family == "ice40" else -(-result_bits // 36)
+        # 16 bits); DP16KD are 36 bits wide. The request bytes go to one more memory.
+        from lgn_fpga import protocol
+        from lgn_fpga.gateware.folded import memory_blocks
+        from lgn_fpga.gateware.tops import direct_results_ok
+        from lgn_fpga.gateware.uart import divisor_for
+
+        layout = protocol.PayloadLayout(graph.inputs, graph.classes, sw)
+        if not direct_results_ok(layout, plan.latency, plan.load_rows,
+                                 divisor or divisor_for(profile.clock_hz, DEFAULT_BAUD)):
+            result_bits = 8 * (2 + graph.classes * -(-sw // 8))
+            extra_blocks += -(-result_bits // 24) if profile.family == "ice40" else \
+                -(-result_bits // 36)
+
+        extra_blocks += memory_blocks(profile.family, 8, -(-graph.inputs // 8)) or \
+            -(-graph.inputs // block_bits)
     else:
         vector_bits = vectors * (graph.inputs + graph.class_width + graph.classes * sw)
         luts += UART_OVERHEAD_LUTS
         ffs += UART_OVERHEAD_FFS
+
+    def blocks_for(where):
+        b = plan_blocks(plan, profile.family, program=where)
+        if b is None:  # no aspect-ratio table: count bits
+            b = -(-((plan.program_bits if where == "bram" else 0) + plan.store_bits)
+                  // block_bits)
+        return b + extra_blocks
+
+    if program is None:
+        program = "bram"
+        if spram_cap and wide * deep <= spram_cap and \
+                blocks_for("bram") * block_bits + vector_bits > profile.bram_bits:
+            program = "spram"
+    blocks = blocks_for(program)
+    sprams = wide * deep if program == "spram" else 0
+    if program == "spram":
+        luts += FOLDED_BOOT_LUTS
+        ffs += FOLDED_BOOT_FFS
     bram_bits = blocks * block_bits + vector_bits
     if profile.family == "ice40":
         cells = max(luts, ffs) + min(luts, ffs) // 3
@@ -123,7 +180,9 @@ def estimate_folded(graph: GateGraph, profile, *, top: str, lanes: int, vectors:
             "core": "folded", "lanes": lanes, "program_rows": plan.rows,
             "program_bits": plan.program_bits, "store_bits": plan.store_bits,
             "bram_blocks": blocks, "capacity_bram_blocks": profile.bram_blocks,
-            "cycles_per_inference": plan.cycles_per_inference}
+            "program_ram": program, "spram_blocks": sprams,
+            "spram_needed": wide * deep, "capacity_spram_blocks": spram_cap,
+            "inputs": inputs, "cycles_per_inference": plan.cycles_per_inference}
 
 
 def fits(est: dict, margin: float = 1.0) -> bool:
@@ -131,11 +190,14 @@ def fits(est: dict, margin: float = 1.0) -> bool:
     return (est["cells"] <= margin * est["capacity_luts"]
             and est["luts"] <= margin * est["capacity_luts"]
             and est["ffs"] <= margin * est["capacity_ffs"]
-            and est["bram_bits"] <= margin * est["capacity_bram_bits"])
+            and est["bram_bits"] <= margin * est["capacity_bram_bits"]
+            and est.get("spram_blocks", 0) <= est.get("capacity_spram_blocks", 0))
 
 
 def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top: str,
-                pipeline: int, vectors: int, score_width: int) -> tuple[str, int, dict, str]:
+                pipeline: int, vectors: int, score_width: int,
+                divisor: int | None = None,
+                program: str | None = None) -> tuple[str, int, dict, str]:
     """(kind, lanes, estimate, why): the parallel core when asked, or with ``auto`` when it
     fits with :data:`FIT_MARGIN` to spare; else the folded core with ``lanes`` lanes, or
     the most lanes (up to 8) whose estimate fits with the same margin (at least 1).
@@ -145,10 +207,14 @@ def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top:
     UserError
         For an unknown kind or a lane count that is not a power of two up to 16.
     """
-    from lgn_fpga.gateware.folded import MAX_LANES
+    from lgn_fpga.gateware.folded import MAX_LANES, PROGRAM_RAMS
 
     if kind not in CORES:
         raise UserError(f"--core must be one of {', '.join(CORES)}, got {kind!r}")
+    if program is not None and program not in PROGRAM_RAMS:
+        raise UserError(f"--program must be one of {', '.join(PROGRAM_RAMS)}, got {program!r}")
+    if program == "spram" and not SPRAMS.get(profile.device):
+        raise UserError(f"--program spram: {profile.name} ({profile.device}) has no SPRAM")
     if lanes is not None and not (1 <= lanes <= MAX_LANES and lanes & (lanes - 1) == 0):
         raise UserError(f"--lanes must be a power of two from 1 to {MAX_LANES}, got {lanes}")
     par = estimate(graph, profile, top=top, pipeline=pipeline, vectors=vectors,
@@ -162,14 +228,18 @@ def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top:
            f"the parallel core needs ~{par['cells']} logic cells, more than "
            f"{FIT_MARGIN:.0%} of {par['capacity_luts']}")
     if lanes is None:
-        lanes = 1
-        for p in (2, 4, 8):
-            if not fits(estimate_folded(graph, profile, top=top, lanes=p, vectors=vectors,
-                                        score_width=score_width), FIT_MARGIN):
-                break
-            lanes = p
+        # The most lanes whose logic fits with margin and whose RAM fits (RAM is counted in
+        # whole blocks, not estimated), preferring a program in block RAM, which needs no
+        # program image in the flash.
+        fitting = []
+        for p in (1, 2, 4, 8):
+            e = estimate_folded(graph, profile, top=top, lanes=p, vectors=vectors,
+                                score_width=score_width, divisor=divisor, program=program)
+            if fits({**e, "bram_bits": e["bram_bits"] * FIT_MARGIN}, FIT_MARGIN):
+                fitting.append((e["program_ram"] == "bram", p))
+        lanes = max(fitting)[1] if fitting else 1
     est = estimate_folded(graph, profile, top=top, lanes=lanes, vectors=vectors,
-                          score_width=score_width)
+                          score_width=score_width, divisor=divisor, program=program)
     est["parallel"] = {k: par[k] for k in ("luts", "ffs", "cells", "bram_bits")}
     return "folded", lanes, est, why
 
@@ -193,10 +263,20 @@ def check_fit_folded(est: dict, profile) -> None:
         parallel = f" ({est['logic_gates']} logic), parallel: {'; '.join(need)};"
     problems = []
     if est["bram_bits"] > est["capacity_bram_bits"]:
-        problems.append(f"the program ({est['program_rows']} rows, {est['program_bits']} bits) "
-                        f"and value store ({est['store_bits']} bits) need "
+        where = "value store" if est.get("program_ram") == "spram" else \
+            "program and value store"
+        problems.append(f"the {where} ({est['program_rows']} program rows, "
+                        f"{est['program_bits']} bits; {est['store_bits']} store bits) need "
                         f"~{est['bram_blocks']} block RAMs, {est['capacity_bram_blocks']} "
                         f"available")
+    if est.get("program_ram") == "spram" and est["spram_blocks"] > est["capacity_spram_blocks"]:
+        problems.append(f"the program ({est['program_rows']} rows) needs "
+                        f"{est['spram_blocks']} SPRAMs, {est['capacity_spram_blocks']} "
+                        f"available")
+    if est.get("capacity_spram_blocks") and est["program_ram"] == "bram" \
+            and est["spram_needed"] > est["capacity_spram_blocks"]:
+        problems.append(f"in SPRAM it would need {est['spram_needed']} SPRAMs, "
+                        f"{est['capacity_spram_blocks']} available")
     if est["cells"] > est["capacity_luts"] or est["luts"] > est["capacity_luts"]:
         problems.append(f"~{est['cells']} logic cells needed, {est['capacity_luts']} available")
     if est["ffs"] > est["capacity_ffs"]:
@@ -266,6 +346,10 @@ def utilization(family: str, stats: dict[str, int], pnr: dict, profile) -> dict:
         out["logic_cells"] = {"used": used("ICESTORM_LC"),
                               "available": util.get("ICESTORM_LC", {}).get("available"),
                               "source": "nextpnr report"}
+        if util.get("ICESTORM_SPRAM", {}).get("available"):  # the UP5K: the folded program
+            out["spram_blocks"] = {"used": used("ICESTORM_SPRAM") or 0,
+                                   "available": util["ICESTORM_SPRAM"]["available"],
+                                   "source": "nextpnr report"}
     return out
 
 
@@ -463,8 +547,11 @@ def _run_stage(script: str, cwd: Path, env: dict, *, output: Path | None = None,
 
 # -- the output folder --------------------------------------------------------------------
 
+#: The folded core's program image when its program sits in SPRAM (``lgn-fpga flash``
+#: writes it into the board's flash beside the bitstream).
+PROGRAM_IMAGE = "program.bin"
 #: What a successful build leaves in its output folder (besides the bitstream).
-OUTPUTS = ("report.json", "top.rpt", "top.tim", "nextpnr-report.json")
+OUTPUTS = ("report.json", "top.rpt", "top.tim", "nextpnr-report.json", PROGRAM_IMAGE)
 #: What a failed build keeps in ``<out>/failed/``: its report and every log.
 FAILED_KEEP = ("report.json", "top.rpt", "top.tim", "nextpnr-report.json", "*.log")
 LOCK_NAME = ".lock"
@@ -705,16 +792,21 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
             class_width = max(1, (graph.classes - 1).bit_length())
             per = graph.inputs + class_width + graph.classes * score_width
             vectors = max(1, min(vectors, profile.bram_bits // 2 // per))
+    from lgn_fpga.gateware.uart import divisor_for
+
+    est_divisor = divisor_for(opts.freq_mhz * 1e6 if opts.freq_mhz else profile.clock_hz,
+                              opts.baud)
     core_kind, lanes, est, core_why = choose_core(
         graph, profile, kind=opts.core, lanes=opts.lanes, top=opts.top, pipeline=pipeline,
-        vectors=vectors, score_width=score_width)
+        vectors=vectors, score_width=score_width, divisor=est_divisor, program=opts.program)
     if core_kind == "folded" and opts.top == "bist" and opts.vectors is None:
         # The program and value store come first; the vectors get half of what is left.
         per = graph.inputs + graph.class_width + graph.classes * score_width
         left = est["capacity_bram_bits"] - (est["bram_bits"] - vectors * per)
         vectors = max(1, min(vectors, max(0, left) // 2 // per))
         est = estimate_folded(graph, profile, top=opts.top, lanes=lanes, vectors=vectors,
-                              score_width=score_width)
+                              score_width=score_width, divisor=est_divisor,
+                              program=est["program_ram"])
     stage(f"core: {core_kind}" + (f", {lanes} lane(s)" if core_kind == "folded" else "")
           + f" ({core_why})", "note")
     if not opts.force:
@@ -741,17 +833,28 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
     if core_kind == "folded":
         from lgn_fpga.gateware.folded import FoldedCore
 
-        core = FoldedCore(graph, lanes=lanes)
+        try:
+            core = FoldedCore(graph, lanes=lanes, program=est["program_ram"],
+                              inputs=folded_inputs(opts.top))
+        except ValueError as e:
+            raise UserError(f"--lanes {lanes}: {e}") from None
         cycles_per_inference = core.plan.cycles_per_inference
         if opts.top == "uart":
-            # An INFER frame takes this long to arrive; the request register holds its
-            # payload until the next one, so the core must finish within a frame.
+            # An INFER frame takes this long to arrive; the input RAM holds its payload
+            # until the next one's input bytes, so the core must finish within a frame.
             frame_cycles = 10 * divisor * (graph.inputs // 8 + 8)
             if core.latency > frame_cycles and not opts.force:
                 raise UserError(
                     f"the folded core takes {core.latency} cycles per inference, longer than "
                     f"an INFER frame takes to arrive at {opts.baud} baud ({frame_cycles} "
                     f"cycles): use more --lanes, a faster --freq or a lower --baud")
+            # The next frame's first input byte lands 6 bytes after this one's CRC.
+            window = 10 * divisor * 6
+            if core.plan.load_rows + 2 > window and not opts.force:
+                raise UserError(
+                    f"the folded core takes {core.plan.load_rows} cycles to load an input, "
+                    f"longer than the {window} cycles before the next request's input "
+                    f"arrives at {opts.baud} baud: use a lower --baud or a faster --freq")
     else:
         core = LogicNetCore(graph, pipeline=pipeline)
         cycles_per_inference = 1
@@ -801,8 +904,10 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         "core": {"kind": core_kind, "lanes": lanes or None, "why": core_why,
                  "ram": ({"program_rows": est["program_rows"],
                           "program_bits": est["program_bits"],
+                          "program_in": est["program_ram"],
                           "store_bits": est["store_bits"],
-                          "bram_blocks_estimate": est["bram_blocks"]}
+                          "bram_blocks_estimate": est["bram_blocks"],
+                          "spram_blocks": est["spram_blocks"]}
                          if core_kind == "folded" else None)},
         "cycles_per_inference": cycles_per_inference,
         "inferences_per_second": round(clock_hz / cycles_per_inference, 1),
@@ -834,6 +939,15 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         except subprocess.CalledProcessError as e:
             raise UserError(f"elaboration failed: {e}") from None
         plan.extract(str(tmp))
+        if getattr(core, "image", None) is not None:
+            # The program is not in the bitstream: `lgn-fpga flash` writes this image into
+            # the board's flash, where the core reads it at boot (docs/folded.md).
+            from lgn_fpga.gateware.spi_flash import FLASH_OFFSET
+
+            atomic_write(tmp / PROGRAM_IMAGE, core.image)
+            report["program_image"] = {"file": PROGRAM_IMAGE, "bytes": len(core.image),
+                                       "sha256": hashlib.sha256(core.image).hexdigest(),
+                                       "flash_offset": FLASH_OFFSET}
         times["elaborate"] = time.monotonic() - t
         figures["elaborate"] = {"latency_cycles": core.latency}
         stage("elaborate", "done", times["elaborate"])

@@ -1,21 +1,26 @@
 """The compiled CPU engine: the C file of :mod:`lgn_fpga.net.c_source` built with the host's
-C compiler and run as a filter (packed inputs on stdin, scores and classes on stdout).
+C compiler as a shared library and called in this process through :mod:`ctypes` (as
+difflogic's ``CompiledLogicNet`` runs its C): the unpacked 0/1 bytes go in, scores and
+classes come back in numpy arrays, with no copy through a pipe and the bits packed in C.
 
-Binaries are cached under ``<cache>/c-engine/<key>/`` (the cache folder of the CXXRTL engine:
-``$LGN_FPGA_CACHE``, else ``$XDG_CACHE_HOME/lgn-fpga``, else ``~/.cache/lgn-fpga``), where
-the key hashes the C source, the compiler, its version and the flags. A build happens in a
-temporary folder published with one rename, so a concurrent or interrupted build never
-leaves a half-written binary under a key.
+Libraries are cached under ``<cache>/c-engine/<key>/`` (:mod:`lgn_fpga.flow.cache`), where the
+key hashes the C source, the compiler, its version, the flags and, with ``-march=native``,
+the CPU's model and feature flags (a cache on a shared home folder must not hand AVX-512 code
+to a machine without it). A build happens in a temporary folder published with one rename,
+so a concurrent or interrupted build never leaves a half-written library under a key. The
+compiler runs in its own process group that dies with lgn-fpga
+(:mod:`lgn_fpga.flow.processes`): Ctrl-C or a SIGKILL of lgn-fpga leaves no ``cc1``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
-import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,26 +29,21 @@ import numpy as np
 
 from lgn_fpga import __version__
 from lgn_fpga.errors import UserError
+from lgn_fpga.flow import cache, processes
 from lgn_fpga.net import golden
-from lgn_fpga.net.c_source import MAGIC, c_source
+from lgn_fpga.net.c_source import c_source
 from lgn_fpga.net.graph import GateGraph
 
-__all__ = ["CompiledNet", "build", "cache_dir", "cflags", "compiler", "predict"]
+__all__ = ["CompiledNet", "build", "cache_dir", "cflags", "compiler", "predict", "run"]
 
 #: -O3 vectorizes the per-op loops (25% faster than -O2 here); -march=native lets the
-#: 256-bit block use AVX2. ``$LGN_FPGA_CFLAGS`` overrides both.
+#: 256-bit block use AVX2 (the cache key then names the CPU). ``$LGN_FPGA_CFLAGS``
+#: overrides both; -shared -fPIC are always added.
 CFLAGS = ("-std=c99", "-O3", "-march=native", "-w")
-#: Samples per run of the binary: bounds the memory of the packed inputs and the results.
-CHUNK_SAMPLES = 1 << 20
+#: Seconds a compile may take before it is stopped (a 50k-gate net takes about one).
+COMPILE_TIMEOUT = 600.0
 
-
-def cache_dir() -> Path:
-    """The folder :func:`lgn_fpga.verify.cxxrtl.cache_dir` names (duplicated here because
-    flow may not import verify)."""
-    if os.environ.get("LGN_FPGA_CACHE"):
-        return Path(os.environ["LGN_FPGA_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lgn-fpga"
+cache_dir = cache.cache_dir
 
 
 def compiler() -> str:
@@ -66,6 +66,7 @@ def compiler() -> str:
 
 
 def cflags() -> tuple[str, ...]:
+    """The compiler flags: ``$LGN_FPGA_CFLAGS`` split on spaces, else :data:`CFLAGS`."""
     if os.environ.get("LGN_FPGA_CFLAGS"):
         return tuple(os.environ["LGN_FPGA_CFLAGS"].split())
     return CFLAGS
@@ -74,87 +75,100 @@ def cflags() -> tuple[str, ...]:
 def _compiler_id(cc: str) -> str:
     try:
         return subprocess.run([cc, "--version"], capture_output=True, text=True,
-                              timeout=60).stdout
+                              timeout=60, **processes.popen_kwargs()).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
 
+def _cpu_id() -> str:
+    """What -march=native code depends on: the CPU's model and feature flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            wanted = [line for line in f if line.startswith(("model name", "flags",
+                                                                "Features", "isa"))]
+        return "".join(sorted(set(wanted)))
+    except OSError:
+        return platform.processor() + platform.node()
+
+
 @dataclass(frozen=True)
 class CompiledNet:
-    binary: Path
+    binary: Path      # the shared library
     key: str
     compiled: bool    # False when it came from the cache
     seconds: float    # generation + compilation time (0 from the cache)
 
 
 def build(graph: GateGraph) -> CompiledNet:
-    """The engine binary for ``graph``: from the cache, or generated and compiled now.
+    """The engine library for ``graph``: from the cache, or generated and compiled now.
 
     Raises
     ------
     UserError
-        No C compiler, or the compiler failed (its last message is shown).
+        No C compiler, the compiler failed (its last message is shown) or timed out, or the
+        cache folder cannot be written.
     """
     start = time.perf_counter()
     cc = compiler()
     flags = cflags()
     text = c_source(graph, version=__version__)
     h = hashlib.sha256()
-    # -march=native makes the binary specific to this CPU: a cache on a shared home folder
-    # must not hand it to another machine.
     for part in (text, cc, _compiler_id(cc), " ".join(flags), platform.machine(),
-                 platform.node() if "-march=native" in flags else ""):
+                 _cpu_id() if "-march=native" in flags else ""):
         h.update(part.encode())
         h.update(b"\0")
     key = h.hexdigest()[:32]
-    home = cache_dir() / "c-engine" / key
-    binary = home / "net"
+    home = cache.cache_dir() / "c-engine" / key
+    binary = home / "net.so"
     if binary.exists():
         return CompiledNet(binary, key, False, 0.0)
-    try:
-        home.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=home.parent))
-    except OSError as e:
-        raise UserError(f"{home.parent}: cannot create the c engine cache ({e.strerror}); "
-                        "set LGN_FPGA_CACHE") from None
-    try:
+    with cache.building(home) as work:
         (work / "net.c").write_text(text)
-        result = subprocess.run([cc, *flags, "-DLGN_MAIN", "net.c", "-o", "net"], cwd=work,
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise UserError(f"compiling the c engine with {cc} failed: {last}")
+        code, output = processes.run_group(
+            [cc, *flags, "-shared", "-fPIC", "net.c", "-o", "net.so"], cwd=work,
+            timeout=COMPILE_TIMEOUT)
+        if code != 0:
+            last = (output.strip().splitlines() or ["(no message)"])[-1]
+            why = f"timed out after {COMPILE_TIMEOUT:.0f} s" if code is None else f"failed: {last}"
+            raise UserError(f"compiling the c engine with {cc} {why}")
         (work / "net.c").unlink()
-        try:
-            os.rename(work, home)
-        except OSError:
-            if not binary.exists():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return CompiledNet(binary, key, True, time.perf_counter() - start)
 
 
+_LOADED: dict[Path, tuple[ctypes.CDLL, threading.Lock]] = {}
+
+
+def _library(compiled: CompiledNet) -> tuple[ctypes.CDLL, threading.Lock]:
+    """The loaded library and the lock its calls take (its scratch buffers are static)."""
+    if compiled.binary not in _LOADED:
+        try:
+            lib = ctypes.CDLL(str(compiled.binary))
+        except OSError as e:
+            raise UserError(f"the c engine ({compiled.binary}) cannot be loaded: {e}") from None
+        fn = lib.lgn_predict_bits
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+        _LOADED[compiled.binary] = (lib, threading.Lock())
+    return _LOADED[compiled.binary]
+
+
 def run(compiled: CompiledNet, graph: GateGraph, bits: np.ndarray) -> golden.Prediction:
-    """Run a built engine on (samples, inputs) 0/1 bits; see :func:`predict`."""
-    bits = golden.check_bits(bits, graph.inputs)
+    """Run a built engine on (samples, inputs) 0/1 bits; see :func:`predict`.
+
+    Raises
+    ------
+    UserError
+        Bad input bits (as golden), or the library cannot be loaded.
+    """
+    bits = np.ascontiguousarray(golden.check_bits(bits, graph.inputs))
     samples = len(bits)
     scores = np.empty((samples, graph.classes), dtype=np.int32)
-    classes = np.empty(samples, dtype=np.int64)
-    for start in range(0, samples, CHUNK_SAMPLES):
-        chunk = bits[start:start + CHUNK_SAMPLES]
-        n = len(chunk)
-        packed = golden.pack_bits(chunk).astype("<u8", copy=False)
-        stream = MAGIC + np.array([n, graph.inputs], dtype="<u8").tobytes() + packed.tobytes()
-        result = subprocess.run([str(compiled.binary)], input=stream, capture_output=True)
-        expected = 4 * n * (graph.classes + 1)
-        if result.returncode != 0 or len(result.stdout) != expected:
-            why = result.stderr.decode(errors="replace").strip() or f"exit {result.returncode}"
-            raise UserError(f"the c engine ({compiled.binary}) failed: {why}")
-        out = np.frombuffer(result.stdout, dtype="<i4")
-        scores[start:start + n] = out[:n * graph.classes].reshape(n, graph.classes)
-        classes[start:start + n] = out[n * graph.classes:]
-    return golden.Prediction(scores, classes)
+    classes = np.empty(samples, dtype=np.int32)
+    lib, lock = _library(compiled)
+    with lock:  # ctypes lets go of the GIL during the call
+        lib.lgn_predict_bits(bits.ctypes.data, samples, scores.ctypes.data,
+                             classes.ctypes.data)
+    return golden.Prediction(scores, classes.astype(np.int64))
 
 
 def predict(graph: GateGraph, bits: np.ndarray, *, optimize: bool = True

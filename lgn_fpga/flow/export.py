@@ -86,8 +86,9 @@ def header(core: LogicNetCore, fmt: str, *, name: str, model_sha256: str,
          f"core ({core.lanes} lane(s)) holds one input at a time (docs/folded.md)."
          if folded else
          f"Latency: {core.latency} cycles (input in cycle t -> out_valid in cycle "
-         f"t + {core.latency}): {core.gate_latency} gate stages (a register every "
-         f"{core.pipeline} layers), {core.popcount_latency} popcount, "
+         f"t + {core.latency}): {core.gate_latency} gate stages (registers after layers "
+         f"{', '.join(map(str, core.register_after)) or 'none'}), "
+         f"{core.popcount_latency} popcount, "
          f"{core.argmax_latency} argmax."),
     ]
     return "".join(f"{c} {line}".rstrip() + "\n" for line in lines) + "\n"

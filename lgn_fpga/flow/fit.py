@@ -3,9 +3,9 @@
 The class head is counted from the very structure the core builds (the same
 :func:`~lgn_fpga.gateware.core.class_counts` and
 :func:`~lgn_fpga.gateware.head.plan_popcount`): every half adder, adder sum bit, carry-in
-feed, comparator and register. The gate layers are counted from their logic gates and their
-registers, with two constants measured on placed designs (``bench/resources.py`` prints
-estimate and placement side by side).
+feed, comparator and register. The gate layers are counted from the core's own estimate of
+the LUT mapping (the one that places its registers) and the registers it places
+(``bench/resources.py`` prints estimate and placement side by side).
 
 On iCE40 a logic cell holds one LUT4, one carry cell and one flip-flop; a flip-flop shares a
 cell only with the LUT that feeds it, so the cell count is LUT cells + carry-only cells +
@@ -18,8 +18,8 @@ from __future__ import annotations
 from lgn_fpga.errors import UserError
 from lgn_fpga.net.graph import GateGraph
 
-__all__ = ["LUTS_PER_LOGIC_GATE", "UART_OVERHEAD_FFS", "UART_OVERHEAD_LUTS", "check_fit",
-           "core_resources", "estimate"]
+__all__ = ["LUTS_PER_LOGIC_GATE", "UART_OVERHEAD_FFS", "UART_OVERHEAD_LUTS", "check_fit", "core_resources",
+           "estimate"]
 
 # Receiver, sender, result FIFO, UARTs, heartbeat: measured on iCE40 with a 107-gate net as
 # 701 LUT4 and 724 FFs in all, of which the net and its head are ~150 of each.
@@ -32,79 +32,139 @@ UART_OVERHEAD_FFS = 550
 UART_TOP_LUTS = 450
 UART_TOP_FFS = 300
 
-#: LUT4s per logic gate of the layers before the last, after Yosys/ABC packing (the last
-#: layer is merged into the popcounts' half adders and counted with the head). Measured on
-#: the shipped digits and random nets, see docs/core.md.
+#: LUT4s per logic gate of a net mapped with registers every other layer (measured on the
+#: shipped digits and random nets); the parallel core's estimate now maps the net itself
+#: (:func:`core_resources`), this stays for rough per-gate estimates.
 LUTS_PER_LOGIC_GATE = 0.55
 
-#: Of the gate-layer flip-flops, the share that shares a cell with a LUT on iCE40 (the rest
-#: copy a pass-through gate or a LUT that also feeds other logic).
-NET_FF_PACKED = 0.5
+
+def _is_gate(origin) -> bool:
+    return isinstance(origin[0], int)
 
 
-def core_resources(graph: GateGraph, *, pipeline: int, scores: bool = True) -> dict:
-    """LUT4s, carry cells, flip-flops and cells of ``LogicNetCore(graph, pipeline=...)``.
+def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: int | None = None,
+                   family: str = "ice40", scores: bool = True, popcount_tables: int = 0,
+                   table_bits: int = 10) -> dict:
+    """LUT4s, carry cells, flip-flops and logic cells of ``LogicNetCore(graph, ...)`` (the
+    same options), counted from the structure the core builds.
 
-    Returns a dict with ``luts``, ``carries``, ``ffs``, ``ice40_cells`` and the head's share
-    ``head_luts``, ``head_ffs``, ``head_cells`` (the last gate layer, fused into the head,
-    counted with it)."""
+    The gate layers are counted from the core's own LUT-depth model
+    (:func:`lgn_fpga.gateware.core.map_layers`): a gate is a LUT where another LUT reads
+    it, a register or a popcount reads it, or it is a half adder's input the half adder
+    cannot absorb; a register behind a LUT that feeds nothing else shares its cell, any
+    other one (a pass-through wire, an input) takes a cell of its own. The head is counted
+    from ``class_counts`` and ``plan_popcount``: half adders, sum bits, carry-in feeds,
+    spares waiting, comparators, mux and copy registers, delay line, valid pipe.
+
+    Returns a dict with ``luts``, ``carries`` (iCE40 SB_CARRY), ``ffs``, ``cells`` (iCE40
+    logic cells, or ECP5 TRELLIS_COMB slots: LUT4s plus two per CCU2C), ``ice40_cells``,
+    ``tables`` (block RAMs) and the head's share ``head_luts``, ``head_ffs``,
+    ``head_cells``."""
     from amaranth.utils import bits_for, ceil_log2
 
-    from lgn_fpga.gateware.core import class_counts, gate_stages
-    from lgn_fpga.gateware.head import argmax_latency, plan_popcount
-    from lgn_fpga.net import ops
-    from lgn_fpga.net.optimize import logic_gates
+    from lgn_fpga.gateware.core import DEFAULT_STAGE_LUTS, LogicNetCore, map_layers, merge_pair
+    from lgn_fpga.gateware.head import plan_popcount
 
-    sw, classes = graph.score_width, graph.classes
-    # -- gate layers before the last ------------------------------------------------------
-    last = graph.layers[-1]
-    trivial_last = sum(int(((last.op == op)).sum()) for op in (ops.FALSE, ops.TRUE, ops.A, ops.B))
-    net_logic = logic_gates(graph) - (len(last.op) - trivial_last)
-    net_luts = int(net_logic * LUTS_PER_LOGIC_GATE)
-    net_ffs = sum(w for n, w in enumerate(graph.widths[:-1]) if (n + 1) % pipeline == 0)
-    net_ff_only = int(net_ffs * (1 - NET_FF_PACKED))
-
-    # -- popcounts (with the last layer) ------------------------------------------------
-    luts = carries = ffs = feeds = ff_only = 0
-    for counted in class_counts(graph):
+    core = LogicNetCore(graph, pipeline=pipeline or 0,  # its shape only: never elaborated
+                        stage_luts=stage_luts or DEFAULT_STAGE_LUTS, scores=scores,
+                        popcount_tables=popcount_tables, table_bits=table_bits)
+    core._MustUse__silence = True  # (Amaranth warns about elaboratables never elaborated)
+    sw, classes, k = graph.score_width, graph.classes, graph.group_size
+    mapped = map_layers(graph, core.register_after)
+    roots: set = set()    # gate origins that are LUT outputs
+    leaf_uses: dict = {}  # gate origin -> LUTs reading it
+    for layer in mapped:
+        for m in layer:
+            if m.level > 0 and m.origin[0] != "q":
+                for leaf in m.leaves:
+                    if _is_gate(leaf):
+                        roots.add(leaf)
+                        leaf_uses[leaf] = leaf_uses.get(leaf, 0) + 1
+    # -- gate-layer registers -------------------------------------------------------------
+    net_ffs = net_ff_only = 0
+    for n in core.register_after:
+        held = {m.origin: m for m in mapped[n] if m.level > 0 or m.leaves}
+        for origin, m in held.items():
+            net_ffs += 1
+            if _is_gate(origin) and m.level > 0:
+                roots.add(origin)
+                net_ff_only += leaf_uses.get(origin, 0) > 0  # the LUT feeds logic too
+            else:
+                net_ff_only += 1  # a wire: an input or an earlier register
+    # -- popcounts with the last layer ---------------------------------------------------
+    last = mapped[-1]
+    luts = carries = ffs = ff_only = feeds = ecp5_sum_luts = ccu2 = 0
+    for c, (counted, tables) in enumerate(zip(core.class_counts, core.class_tables)):
         if not counted.bits:
             continue
-        plan = plan_popcount(len(counted.bits), counted.weights, counted.offset)
-        level0 = 2 * len(plan.pairs) + len(plan.spares) + len(plan.singles) + len(plan.weighted)
-        luts += level0
-        ffs += level0
+        plan = plan_popcount(len(counted.bits), counted.weights, counted.offset,
+                             tables=tables, table_bits=table_bits, wires=core.class_wires(c))
+        bit = [last[c * k + i] for i in counted.bits]
+        for i, j in plan.pairs:
+            ha = merge_pair(bit[i], bit[j], ("ha", c, i))
+            luts += 2
+            ffs += 2
+            for leaf in ha.leaves:
+                if _is_gate(leaf):
+                    roots.add(leaf)
+        for i in list(plan.spares) + list(plan.singles) + [i for i, _ in plan.weighted]:
+            ffs += 1
+            if bit[i].level > 0:
+                roots.add(bit[i].origin)  # the gate's LUT, its flip-flop in the same cell
+            else:
+                ff_only += 1
+        for group, late in zip(plan.tables, plan.table_late):
+            for i in group:
+                if late:  # the address register: behind its LUT, or a copy of a wire
+                    ffs += 1
+                    ff_only += bit[i].level == 0
+                if bit[i].level > 0:
+                    roots.add(bit[i].origin)
         for level, ops_ in enumerate(plan.levels):
-            maxima = plan.maxima[level + 1]
-            for k, (_x, y, carry) in enumerate(ops_):
-                width = bits_for(maxima[k])
+            for j, (_x, y, carry) in enumerate(ops_):
+                width = bits_for(plan.maxima[level + 1][j])
                 ffs += width
                 if y < 0 and carry < 0:  # rides along
                     ff_only += width
                     continue
                 luts += width
+                ecp5_sum_luts += width
                 carries += width - 1
-                feeds += carry >= 0
-    # -- argmax: a chain and a mux per comparison; split: the operands wait a cycle -----------
+                ccu2 += -(-(width + 1) // 2)
+                if carry >= 0:
+                    feeds += 1
+                    ffs += level  # the spare waits `level` registers
+                    ff_only += level
+        wait = core.popcount_latency + 1 - (1 + len(plan.levels))
+        ffs += wait * sw
+        ff_only += wait * sw
+    # -- argmax: a chain and a mux per comparison; split: the operands wait a cycle -------
     iw = max(1, ceil_log2(classes))
     compares = classes - 1
     luts += compares * (1 + sw + iw)  # the carry-out's LUT, the muxes
     carries += compares * sw
+    ccu2 += compares * -(-(sw + 1) // 2)
     carry_only = compares * sw  # a comparison needs no sum: its chain cells hold no LUT
     ffs += compares * (sw + iw + 1)
     split_copies = compares * 2 * sw + iw * max(0, compares - classes // 2)
     ffs += split_copies
     ff_only += split_copies
-    latency = argmax_latency(classes)
     if scores:  # the delay line: the first register behind a LUT, the rest copies
-        ffs += classes * sw * latency
-        ff_only += classes * sw * max(0, latency - 1)
-    valid = gate_stages(graph.depth, pipeline) + latency + 8
+        ffs += classes * sw * core.argmax_latency
+        ff_only += classes * sw * max(0, core.argmax_latency - 1)
+    valid = core.latency + 8
     ffs += valid
     ff_only += valid
+    net_luts = len(roots)
     head_cells = luts + feeds + ff_only + carry_only
+    ice40_cells = net_luts + net_ff_only + head_cells
+    ecp5_comb = net_luts + luts - ecp5_sum_luts + 2 * ccu2
     return {
         "luts": net_luts + luts, "carries": carries, "ffs": net_ffs + ffs,
-        "ice40_cells": net_luts + net_ff_only + head_cells,
+        "ice40_cells": ice40_cells,
+        "cells": ice40_cells if family == "ice40" else ecp5_comb,
+        "ecp5_luts": net_luts + luts - ecp5_sum_luts, "ccu2c": ccu2,
+        "tables": sum(core.class_tables),
         "head_luts": luts, "head_ffs": ffs, "head_cells": head_cells,
     }
 
@@ -117,8 +177,8 @@ def estimate(graph: GateGraph, profile, *, top: str, pipeline: int, vectors: int
 
     logic = logic_gates(graph)
     sw = score_width or graph.score_width
-    core = core_resources(graph, pipeline=pipeline, scores=True)
-    luts, ffs, cells = core["luts"], core["ffs"], core["ice40_cells"]
+    core = core_resources(graph, pipeline=pipeline, family=profile.family, scores=True)
+    luts, ffs, cells = core["luts"], core["ffs"], core["cells"]
     bram_bits = 0
     if top == "uart":
         luts += UART_TOP_LUTS
@@ -130,8 +190,9 @@ def estimate(graph: GateGraph, profile, *, top: str, pipeline: int, vectors: int
         ffs += UART_OVERHEAD_FFS
         cells += UART_OVERHEAD_LUTS
     if profile.family != "ice40":
-        # ECP5 slices hold LUTs and FFs separately; a carry chain takes a LUT slot per bit.
-        cells = luts + core["carries"]
+        # ECP5 slices hold LUTs and FFs separately: the LUT slots (carry chains take two per
+        # CCU2C) are what fills the device.
+        cells = core["cells"] + (luts - core["luts"])
     return {"gates": graph.gates, "logic_gates": logic, "luts": luts, "ffs": ffs,
             "cells": cells, "bram_bits": bram_bits, "capacity_luts": profile.luts,
             "capacity_ffs": profile.ffs, "capacity_bram_bits": profile.bram_bits}

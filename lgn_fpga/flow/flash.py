@@ -3,6 +3,11 @@
 The bitstream is found the way ``build`` writes it (``--out`` or ``build/<board>``), and the
 ``report.json`` beside it must say it was built for this board and device (and, when asked,
 from this model), so an iCEBreaker bitstream never goes into an icestick by accident.
+
+A folded core whose program sits in UP5K SPRAM reads it from the board's flash at boot: its
+build writes ``program.bin`` beside the bitstream, and ``flash`` writes that image first
+(``iceprog -o 1M program.bin``, always into the flash, even with ``--sram``), then the
+bitstream, so that the board boots with both in place (docs/folded.md).
 """
 
 from __future__ import annotations
@@ -163,6 +168,38 @@ def check(path: Path, profile: Profile, *, model_sha256: str | None = None,
     return report
 
 
+def image_command(profile: Profile, report: dict | None, bitstream: Path,
+                  tool: str | None = None, *, force: bool = False) -> list[str] | None:
+    """The programmer command that writes the build's program image into the flash, or
+    None when the build has none (its program is in the bitstream).
+
+    Raises
+    ------
+    UserError
+        When the image is missing, or its bytes are not those the report describes
+        (unless ``force``), or the board's programmer cannot write at an offset.
+    """
+    image = (report or {}).get("program_image")
+    if not image:
+        return None
+    path = bitstream.parent / image["file"]
+    if not path.is_file():
+        raise UserError(f"{path}: no such program image; the report beside {bitstream.name} "
+                        f"says the core reads it from the flash: build again")
+    import hashlib
+
+    if hashlib.sha256(path.read_bytes()).hexdigest() != image.get("sha256") and not force:
+        raise UserError(f"{path}: its bytes differ from those report.json describes; build "
+                        f"again or pass --force to program it anyway")
+    if profile.programmer != "iceprog":
+        raise UserError(f"{profile.name}: writing a program image at a flash offset needs "
+                        f"iceprog, not {profile.programmer}")
+    offset = int(image["flash_offset"])
+    where = f"{offset >> 20}M" if offset % (1 << 20) == 0 else str(offset)
+    args = [a for a in profile.programmer_args if a != "-S"]
+    return [tool or profile.programmer, *args, "-o", where, str(path)]
+
+
 def flash(profile: Profile, bitstream: str | os.PathLike | None = None, *, out=None,
           dry_run: bool = False, mode: str | None = None, force: bool = False,
           model_sha256: str | None = None, model_name: str | None = None,
@@ -181,10 +218,14 @@ def flash(profile: Profile, bitstream: str | os.PathLike | None = None, *, out=N
         that failed.
     """
     path = locate(profile, bitstream, out)
-    check(path, profile, model_sha256=model_sha256, model_name=model_name, force=force)
+    report = check(path, profile, model_sha256=model_sha256, model_name=model_name,
+                   force=force)
     tool = find_tool(profile)
     cmd = command(profile, path, tool, mode)
+    image_cmd = image_command(profile, report, path, tool, force=force)
     if dry_run:
+        if image_cmd is not None:
+            echo(shlex.join(image_command(profile, report, path, None, force=force)))
         echo(shlex.join(command(profile, path, None, mode)))
     if tool is None:
         raise UserError(f"{profile.programmer} not found (needed to program "
@@ -193,8 +234,17 @@ def flash(profile: Profile, bitstream: str | os.PathLike | None = None, *, out=N
         raise UserError(f"could not run {tool}: it is not executable")
     if dry_run:
         return cmd
-    if say is not None:
-        say(f"programming {path} into {profile.name} with {shlex.join(cmd)}")
+    # The image first: writing the bitstream last restarts the board with both in place.
+    for step in ([image_cmd] if image_cmd is not None else []) + [cmd]:
+        what = step[-1]
+        if say is not None:
+            say(f"programming {what} into {profile.name} with {shlex.join(step)}")
+        _run_programmer(profile, tool, step)
+    return cmd
+
+
+def _run_programmer(profile: Profile, tool: str, cmd: list[str]) -> None:
+    """Run one programmer command; a failure becomes one line saying what to check."""
     try:
         proc = subprocess.run(cmd)
     except OSError as e:
@@ -208,4 +258,3 @@ def flash(profile: Profile, bitstream: str | os.PathLike | None = None, *, out=N
         raise UserError(f"{shlex.join(cmd)} failed with exit status {proc.returncode}: is the "
                         f"board plugged in, and may this user use its USB device (udev rules: "
                         f"see the README's Troubleshooting)?")
-    return cmd

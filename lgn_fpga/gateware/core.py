@@ -41,15 +41,140 @@ from lgn_fpga.gateware.head import (
 from lgn_fpga.net import ops
 from lgn_fpga.net.graph import GateGraph
 
-__all__ = ["DEFAULT_PIPELINE", "ClassCount", "LogicNetCore", "class_counts", "gate_stages"]
+__all__ = ["AUTO", "DEFAULT_PIPELINE", "DEFAULT_STAGE_LUTS", "ClassCount", "LogicNetCore",
+           "class_counts", "gate_stages", "place_registers"]
 
-#: gate layers between pipeline registers; see docs/core.md for the measurements behind it.
-DEFAULT_PIPELINE = 2
+#: ``pipeline`` value that places the gate-layer registers from the mapped LUT depth (see
+#: :func:`place_registers`) instead of after every ``pipeline``-th layer.
+AUTO = 0
+
+#: the core's default ``pipeline``: registers placed from the mapped LUT depth.
+DEFAULT_PIPELINE = AUTO
+
+#: LUT4 levels per register stage when registers are placed from the mapped depth: two LUT
+#: levels and their routing fit 10 ns on the iCE40 UP5K and 4 ns on the ECP5 (measured in
+#: docs/core.md).
+DEFAULT_STAGE_LUTS = 2
+
+#: inputs of a LUT (iCE40 and ECP5 both have LUT4s).
+LUT_INPUTS = 4
 
 
 def gate_stages(depth: int, pipeline: int) -> int:
-    """Registers along the gate layers: after every ``pipeline``-th layer and the last."""
+    """Registers along the gate layers registered every ``pipeline``-th layer: after every
+    ``pipeline``-th layer and the last (the last one is the popcounts' level 0)."""
     return -(-depth // pipeline)
+
+
+class _Mapped:
+    """Per signal of one layer: estimated LUT level since the last register, the signals
+    its LUT reads (``leaves``) and its origin (pass-through gates are their input's wire)."""
+
+    __slots__ = ("level", "leaves", "origin")
+
+    def __init__(self, level, leaves, origin):
+        self.level, self.leaves, self.origin = level, leaves, origin
+
+
+def _merge(parts: list, origin) -> _Mapped:
+    """The LUT a gate of ``parts`` (its inputs' :class:`_Mapped`) maps to: merged into its
+    inputs' LUTs where the union of their inputs still fits one LUT4 (what ABC's
+    depth-oriented mapping does with trees of 2-input gates), otherwise a new LUT level."""
+    top = max(p.level for p in parts)
+    if top == 0:
+        return _Mapped(1, frozenset().union(*(p.leaves for p in parts)), origin)
+    leaves = frozenset().union(*(p.leaves if p.level == top else frozenset((p.origin,))
+                                 for p in parts))
+    if len(leaves) <= LUT_INPUTS:
+        return _Mapped(top, leaves, origin)
+    return _Mapped(top + 1, frozenset(p.origin for p in parts), origin)
+
+
+def _map_layer(layer, previous: list, layer_index: int) -> list:
+    """:class:`_Mapped` of every gate of ``layer`` reading ``previous``."""
+    out = []
+    for g, (a, b, op) in enumerate(zip(layer.a.tolist(), layer.b.tolist(),
+                                       layer.op.tolist())):
+        origin = (layer_index, g)
+        if op in ops.CONSTANT_OPS:
+            out.append(_Mapped(0, frozenset(), origin))
+        elif op == ops.A:
+            out.append(previous[a])
+        elif op == ops.B:
+            out.append(previous[b])
+        elif ops.IGNORES_B[op] or a == b:
+            out.append(_merge([previous[a]], origin))
+        elif ops.IGNORES_A[op]:
+            out.append(_merge([previous[b]], origin))
+        else:
+            out.append(_merge([previous[a], previous[b]], origin))
+    return out
+
+
+def _registered(mapped: list, layer_index: int) -> list:
+    """A layer's signals after a register: level 0, one flip-flop per distinct origin."""
+    return [_Mapped(0, frozenset((("q", layer_index, m.origin),)), ("q", layer_index, m.origin))
+            for m in mapped]
+
+
+def map_layers(graph: GateGraph, register_after) -> list:
+    """The estimated LUT mapping of every gate layer (see :func:`place_registers`), with
+    registers after the layers in ``register_after``: one list of per-gate records
+    (``level``, ``leaves``, ``origin``) per layer, as read before its register. A gate
+    origin ``(n, g)`` named among some LUT's ``leaves`` is a LUT output of its own."""
+    cuts = set(register_after)
+    state = [_Mapped(0, frozenset((("in", i),)), ("in", i)) for i in range(graph.inputs)]
+    result = []
+    for n, layer in enumerate(graph.layers):
+        mapped = _map_layer(layer, state, n)
+        result.append(mapped)
+        state = _registered(mapped, n) if n in cuts else mapped
+    return result
+
+
+def merge_pair(x, y, origin):
+    """The LUT of a half adder reading class bits mapped as ``x`` and ``y``."""
+    return _merge([x, y], origin)
+
+
+def place_registers(graph: GateGraph, stage_luts: int = DEFAULT_STAGE_LUTS) -> tuple:
+    """The gate layers after which :class:`LogicNetCore` registers (``pipeline=AUTO``):
+    as few as keep every stage within ``stage_luts`` LUT4 levels, each placed as late as
+    possible, so that a register sits behind a LUT (its flip-flop shares the LUT's cell)
+    rather than copying a wire of an earlier stage.
+
+    The depth is estimated from the net (pass-through gates are wires, a gate merges into
+    its inputs' LUT while the union of their inputs fits a LUT4); the last stage includes
+    the popcounts' level-0 half adders, which read two class bits each.
+
+    Raises
+    ------
+    ValueError
+        If ``stage_luts`` is below 1.
+    """
+    if stage_luts < 1:
+        raise ValueError(f"stage_luts must be at least 1 LUT level, got {stage_luts}")
+    cuts = []
+    state = [_Mapped(0, frozenset((("in", i),)), ("in", i)) for i in range(graph.inputs)]
+    previous_layer = None
+    start = 0
+    k = graph.group_size
+    last_index = graph.depth - 1
+    for n, layer in enumerate(graph.layers):
+        mapped = _map_layer(layer, state, n)
+        over = max((m.level for m in mapped), default=0) > stage_luts
+        if n == last_index and not over:
+            # the half adders of level 0 read pairs of class bits in the last stage
+            heads = [_merge([mapped[c * k + i], mapped[c * k + i + 1]], ("ha", c, i))
+                     for c in range(graph.classes) for i in range(0, k - 1, 2)]
+            over = max((m.level for m in heads), default=0) > stage_luts
+        if over and n > start:
+            cuts.append(n - 1)
+            state = _registered(previous_layer, n - 1)
+            mapped = _map_layer(layer, state, n)
+            start = n
+        state, previous_layer = mapped, mapped
+    return tuple(cuts)
 
 
 def gate_expression(op: int, a, b):
@@ -129,6 +254,28 @@ def class_counts(graph: GateGraph) -> list[ClassCount]:
     return result
 
 
+def _wires_first(counted: ClassCount, ops_of_bits: list) -> ClassCount:
+    order = sorted(range(len(counted.bits)),
+                   key=lambda i: ops_of_bits[i] not in (ops.A, ops.B))
+    return ClassCount(tuple(counted.bits[i] for i in order),
+                      tuple(counted.weights[i] for i in order), counted.offset)
+
+
+def spread_tables(counts: list, tables: int, table_bits: int) -> tuple:
+    """Lookup tables per class: ``tables`` dealt round robin over the classes, each class
+    taking at most as many as its unit-weight bits fill."""
+    room = [sum(w == 1 for w in c.weights) // table_bits if table_bits >= 2 else 0
+            for c in counts]
+    given = [0] * len(counts)
+    left = max(0, tables)
+    while left and any(g < r for g, r in zip(given, room)):
+        for c in range(len(counts)):
+            if left and given[c] < room[c]:
+                given[c] += 1
+                left -= 1
+    return tuple(given)
+
+
 @with_contract
 class LogicNetCore(wiring.Component):
     """The gate network plus class head, one input per cycle, ``latency`` cycles deep.
@@ -141,7 +288,11 @@ class LogicNetCore(wiring.Component):
         The net to build (as is: run :func:`lgn_fpga.net.optimize.optimize` first to drop dead
         gates and constants).
     pipeline : int
-        Gate layers between pipeline registers (``k``).
+        Gate layers between pipeline registers (``k``, an override); ``AUTO`` (0, the
+        default) places them from the mapped LUT depth (:func:`place_registers`).
+    stage_luts : int
+        With ``pipeline=AUTO``: LUT4 levels per register stage (from the target clock;
+        :data:`DEFAULT_STAGE_LUTS` for 100 MHz on iCE40, 250 MHz on ECP5).
     head_levels_per_stage : int
         Popcount/argmax tree levels between registers.
     scores : bool
@@ -150,9 +301,21 @@ class LogicNetCore(wiring.Component):
     split_compare : bool
         Register each argmax comparison before its mux (two registers per tree level, for
         the clock); ``False``: one register per level, fewer cells, about half the Fmax.
+    popcount_tables : int
+        Lookup tables (block RAMs) the popcounts may use, spread over the classes: each
+        counts ``table_bits`` class bits (see :class:`~lgn_fpga.gateware.head.Popcount`).
+        0 (the default): logic only, for a core that does not know its device.
+    table_bits : int
+        Address bits of one table: 10 on iCE40 (SB_RAM40_4K as 1024 x 4), 12 on ECP5
+        (DP16KD as 4096 x 4).
 
     Attributes
     ----------
+    register_after : tuple of int
+        The gate layers whose outputs are registered (``layerN_q``); never the last.
+    layer_cycle : tuple of int
+        For each gate layer, the cycle (after the input's) in which its ``layerN`` Signal
+        holds that input's result.
     latency : int
         Cycles from ``in_valid`` to ``out_valid`` (see the contract above): ``gate_latency``
         + ``popcount_latency`` + ``argmax_latency``.
@@ -162,25 +325,52 @@ class LogicNetCore(wiring.Component):
         ``bits_for(bits per class)``: the width of one score.
     """
 
-    def __init__(self, graph: GateGraph, *, pipeline: int = DEFAULT_PIPELINE,
-                 head_levels_per_stage: int = 1, scores: bool = True,
-                 split_compare: bool = True):
-        if pipeline < 1:
-            raise ValueError(f"pipeline must be at least 1 gate layer per stage, got {pipeline}")
+    def __init__(self, graph: GateGraph, *, pipeline: int | None = DEFAULT_PIPELINE,
+                 stage_luts: int = DEFAULT_STAGE_LUTS, head_levels_per_stage: int = 1,
+                 scores: bool = True, split_compare: bool = True, popcount_tables: int = 0,
+                 table_bits: int = 10):
+        pipeline = pipeline or AUTO
+        if pipeline < 0:
+            raise ValueError(f"pipeline must be at least 1 gate layer per stage (or 0: "
+                             f"placed from the LUT depth), got {pipeline}")
         self.graph = graph
         self.pipeline = pipeline
+        self.stage_luts = stage_luts
+        if pipeline == AUTO:
+            self.register_after = place_registers(graph, stage_luts)
+        else:
+            self.register_after = tuple(n for n in range(graph.depth - 1)
+                                        if (n + 1) % pipeline == 0)
+        cuts = set(self.register_after)
+        cycle, cycles = 0, []
+        for n in range(graph.depth):
+            cycles.append(cycle)
+            cycle += n in cuts
+        self.layer_cycle = tuple(cycles)
         self.head_levels_per_stage = head_levels_per_stage
         self.scores = scores
         self.split_compare = split_compare
         self.score_width = graph.score_width
         self.class_width = graph.class_width
         self.class_counts = class_counts(graph)
+        if popcount_tables > 0:
+            # Class bits that are wires (pass-through gates) go to the lookup tables first:
+            # a RAM address reads a register directly, where a half adder would need a LUT
+            # of its own for them (a logic gate merges into the half adder's LUT instead).
+            last = graph.layers[-1].op
+            self.class_counts = [_wires_first(c, [int(last[cls * graph.group_size + i])
+                                                  for i in c.bits])
+                                 for cls, c in enumerate(self.class_counts)]
+        self.table_bits = table_bits
+        self.class_tables = spread_tables(self.class_counts, popcount_tables, table_bits)
         # The last gate stage ends in the popcounts' level-0 register (fused), so it counts
         # as a gate stage and the popcount adds only its adder levels.
-        self.gate_latency = gate_stages(graph.depth, pipeline)
+        self.gate_latency = len(self.register_after) + 1
         self.popcount_latency = max(
-            (popcount_latency(len(c.bits), head_levels_per_stage, c.weights, c.offset) - 1
-             for c in self.class_counts if c.bits), default=0)
+            (popcount_latency(len(c.bits), head_levels_per_stage, c.weights, c.offset,
+                              tables=t, table_bits=table_bits, wires=self.class_wires(cls))
+             - 1 for cls, (c, t) in enumerate(zip(self.class_counts, self.class_tables))
+             if c.bits), default=0)
         self.argmax_latency = argmax_latency(graph.classes, head_levels_per_stage, split_compare)
         self.latency = self.gate_latency + self.popcount_latency + self.argmax_latency
         self.layer_signals: list[Signal] = []  # filled by elaborate()
@@ -192,16 +382,24 @@ class LogicNetCore(wiring.Component):
             "out_scores": Out(data.ArrayLayout(self.score_width, graph.classes)),
         })
 
+    def class_wires(self, c: int) -> tuple:
+        """Indices into class ``c``'s counted bits of those that are wires (pass-through
+        gates of the last layer, so straight from a register or an input)."""
+        last = self.graph.layers[-1].op
+        base = c * self.graph.group_size
+        return tuple(i for i, b in enumerate(self.class_counts[c].bits)
+                     if int(last[base + b]) in (ops.A, ops.B))
+
     def elaborate(self, platform):
         m = Module()
         graph = self.graph
         # The gate layers' Signals, for testbenches that look inside (see
         # lgn_fpga.verify.simulate.locate_mismatch). Layer n holds the result for an input
-        # presented in cycle t during cycle t + n // pipeline.
+        # presented in cycle t during cycle t + layer_cycle[n].
         self.layer_signals = []
 
         # -- gate layers ----------------------------------------------------------------
-        # Every pipeline-th layer is registered; the last stage is not: its layers feed the
+        # The layers in register_after are registered; the last is not: its gates feed the
         # popcounts' half adders directly, whose register ends the stage (see head.py).
         previous = self.in_bits
         for n, layer in enumerate(graph.layers):
@@ -211,7 +409,7 @@ class LogicNetCore(wiring.Component):
             comb = Signal(len(layer), name=f"layer{n}")
             m.d.comb += comb.eq(_wide_cat(gates))
             self.layer_signals.append(comb)
-            if (n + 1) % self.pipeline == 0 and n != graph.depth - 1:
+            if n in self.register_after:
                 reg = Signal(len(layer), name=f"layer{n}_q", reset_less=True)
                 m.d.sync += reg.eq(comb)
                 previous = reg
@@ -235,7 +433,9 @@ class LogicNetCore(wiring.Component):
             popcount = Popcount(len(counted.bits), weights=counted.weights,
                                 offset=counted.offset,
                                 levels_per_stage=self.head_levels_per_stage,
-                                invert=invert, width=self.score_width)
+                                invert=invert, width=self.score_width,
+                                tables=self.class_tables[c], table_bits=self.table_bits,
+                                wires=self.class_wires(c))
             m.submodules[f"popcount{c}"] = popcount
             m.d.comb += popcount.bits.eq(Cat(previous[c * k + i] for i in counted.bits))
             # Register stage i of the popcount holds the data of valid register

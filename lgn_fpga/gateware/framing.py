@@ -41,15 +41,19 @@ class FrameReceiver(wiring.Component):
     On a good INFER frame, ``payload`` holds the request (seq in byte 0) and ``infer``
     strobes; a good INFO frame strobes ``info``; a frame with a bad CRC strobes
     ``crc_error`` with its type in ``kind``. ``timeout`` cycles without a byte drop a
-    half-received frame."""
+    half-received frame. Each payload byte also strobes ``pay_stb`` (the byte is
+    ``rx_data``, its index ``pay_index``), before the CRC is checked; with ``store=False``
+    ``payload`` is not kept (a top that writes the bytes into RAM saves the register)."""
 
-    def __init__(self, layout: PayloadLayout, *, timeout: int):
+    def __init__(self, layout: PayloadLayout, *, timeout: int, store: bool = True):
         self.layout = layout
         self.timeout = max(1, timeout)
+        self.store = store
         self.max_len = max(layout.request_lengths().values())
         super().__init__({
             "rx_data": In(8), "rx_stb": In(1),
             "payload": Out(8 * max(1, self.max_len)),
+            "pay_stb": Out(1), "pay_index": Out(range(max(2, self.max_len + 2))),
             "kind": Out(8),
             "infer": Out(1), "info": Out(1), "crc_error": Out(1),
         })
@@ -121,8 +125,9 @@ class FrameReceiver(wiring.Component):
                 with m.If(idle == self.timeout):
                     m.next = "HUNT"
                 with m.Elif(self.rx_stb):
+                    m.d.comb += [self.pay_stb.eq(1), self.pay_index.eq(count)]
                     # Shift in from the top: after LEN bytes, byte 0 sits at the bottom.
-                    if self.max_len:
+                    if self.max_len and self.store:
                         m.d.sync += self.payload.eq(
                             Cat(self.payload[8:], byte) if self.max_len > 1 else byte)
                     m.d.sync += [crc.eq(crc8_gateware(crc, byte)), count.eq(count + 1)]

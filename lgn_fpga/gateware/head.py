@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
@@ -67,12 +68,14 @@ class PopcountPlan:
     """The shape of one popcount, decided before elaboration (so latency is known).
 
     ``pairs``: (i, j) bit indices summed by the level-0 half adders; ``spares``: bit indices
-    that enter the first adder level as carry-ins; ``singles``: bit indices counted as a
-    1-bit number; ``weighted``: (i, weight) bits counted ``weight`` times; ``offset``: a
-    constant added. ``levels``: for each adder level, a list of (x, y, carry) where x, y
-    index the previous level's numbers (y = -1: none) and carry indexes ``spares`` (-1:
-    none); the previous level's numbers are ordered pairs, singles, weighted, then the
-    offset if nonzero."""
+    that enter the adder levels as carry-ins; ``singles``: bit indices counted as a
+    1-bit number; ``weighted``: (i, weight) bits counted ``weight`` times; ``tables``: groups
+    of bit indices each counted by a lookup table (block RAM, see :class:`Popcount`);
+    ``offset``: a constant added. ``levels``: for each adder level, a list of (x, y, carry)
+    where x, y index the previous level's numbers (y = -1: none) and carry indexes
+    ``spares`` (-1: none); level 0's numbers are ordered pairs, singles, weighted, the
+    tables read with level 0, then the offset if nonzero; after the first adder level the
+    late tables' counts follow its sums."""
 
     n: int
     pairs: tuple
@@ -82,49 +85,37 @@ class PopcountPlan:
     offset: int
     levels: tuple
     maxima: tuple  # the largest value of each number, level by level (level 0 first)
+    tables: tuple = ()
+    #: per table: read a cycle late, its address registered first (its count then joins
+    #: the numbers after the first adder level, at the end); else read with level 0.
+    table_late: tuple = ()
 
     @property
     def top(self) -> int:
         """The largest count."""
         return self.maxima[-1][0] if self.maxima[-1] else 0
 
+    @property
+    def cells(self) -> int:
+        """iCE40 logic cells of the adder levels (each registered): a cell per sum bit (a
+        chain's carry-out included), per carry-in fed into a chain, per bit copied along,
+        and per register a spare waits in before its level."""
+        total = 0
+        for level, ops in enumerate(self.levels):
+            for k, (_x, _y, carry) in enumerate(ops):
+                total += bits_for(self.maxima[level + 1][k]) + (carry >= 0) * (1 + level)
+        return total
 
-def plan_popcount(n: int, weights=None, offset: int = 0, *,
-                  carry_ins: bool = True) -> PopcountPlan:
-    """The :class:`PopcountPlan` for ``n`` bits (``weights``: one positive int per bit, or
-    ``None`` for all ones) plus a constant ``offset``. ``carry_ins=False`` pairs every bit
-    (no spares), the layout measured against in docs/core.md.
 
-    Raises
-    ------
-    ValueError
-        If a weight is below 1 or the offset is negative.
-    """
-    weights = [1] * n if weights is None else [int(w) for w in weights]
-    if len(weights) != n or any(w < 1 for w in weights) or offset < 0:
-        raise ValueError("a popcount needs n weights of at least 1 and an offset >= 0")
-    units = [i for i in range(n) if weights[i] == 1]
-    weighted = tuple((i, weights[i]) for i in range(n) if weights[i] > 1)
-    extra = len(weighted) + (1 if offset else 0)
-    # As many spares as the first adder level has carry-ins for: with p pairs the level has
-    # ceil((p + extra) / 2) adders (an odd one out adds a carry-in alone).
-    u = len(units)
-    p = u // 2
-    while carry_ins and p > 0 and u - 2 * (p - 1) <= -(-(p - 1 + extra) // 2):
-        p -= 1
-    spare_count = u - 2 * p
-    capacity = -(-(p + extra) // 2) if p + extra > 1 else (1 if p + extra == 1 else 0)
-    pairs = tuple((units[2 * k], units[2 * k + 1]) for k in range(p))
-    rest = units[2 * p:]
-    spares = tuple(rest[:min(spare_count, capacity)])
-    singles = tuple(rest[len(spares):])
-    numbers = [2] * len(pairs) + [1] * len(singles) + [w for _, w in weighted]
-    if offset:
-        numbers.append(offset)
+def _adder_levels(numbers: list, spares: int, late=()) -> tuple:
+    """Adder levels over ``numbers`` (their largest values): neighbours by size summed
+    pairwise, a spare bit as each adder's carry-in while there are spares; the numbers
+    ``late`` join after the first level."""
     maxima = [tuple(numbers)]
     levels = []
-    free = list(range(len(spares)))
-    while len(numbers) > 1 or free:
+    free = list(range(spares))
+    late = list(late)
+    while len(numbers) > 1 or (free and numbers) or late:
         order = sorted(range(len(numbers)), key=lambda k: (numbers[k], k))
         ops, new = [], []
         for k in range(0, len(order), 2):
@@ -134,16 +125,72 @@ def plan_popcount(n: int, weights=None, offset: int = 0, *,
             ops.append((x, y, carry))
             new.append(numbers[x] + (numbers[y] if y >= 0 else 0) + (carry >= 0))
         levels.append(tuple(ops))
-        numbers = new
+        numbers, late = new + late, []
         maxima.append(tuple(numbers))
-    return PopcountPlan(n, pairs, spares, singles, weighted, offset, tuple(levels),
-                        tuple(maxima))
+    return tuple(levels), tuple(maxima)
 
 
-def popcount_latency(n: int, levels_per_stage: int = 1, weights=None, offset: int = 0) -> int:
+def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = True,
+                  tables: int = 0, table_bits: int = 10, wires=()) -> PopcountPlan:
+    """The :class:`PopcountPlan` for ``n`` bits (``weights``: one positive int per bit, or
+    ``None`` for all ones) plus a constant ``offset``, with up to ``tables`` groups of
+    ``table_bits`` bits counted by lookup tables (consecutive unit-weight bits; at least two
+    bits are left to the adders). A group whose bits are all in ``wires`` (bits that come
+    straight from registers) is read with level 0; any other is read a cycle late, behind
+    an address register that shares the cells of the LUTs computing its bits, because the
+    block RAMs sit in fixed columns and the route to them would not fit the cycle behind a
+    LUT.
+
+    The split between half-adder pairs and spare bits (carry-ins) is the one with the
+    fewest logic cells (:attr:`PopcountPlan.cells`): a carry-in costs one cell for one bit,
+    a pair adds a number and so an adder. ``carry_ins=False`` pairs every bit (no spares),
+    the layout measured against in docs/core.md.
+
+    Raises
+    ------
+    ValueError
+        If a weight is below 1, the offset is negative or ``table_bits`` is below 2.
+    """
+    weights = [1] * n if weights is None else [int(w) for w in weights]
+    if len(weights) != n or any(w < 1 for w in weights) or offset < 0:
+        raise ValueError("a popcount needs n weights of at least 1 and an offset >= 0")
+    if tables and table_bits < 2:
+        raise ValueError("a lookup table counts at least 2 bits")
+    units = [i for i in range(n) if weights[i] == 1]
+    tables = max(0, min(tables, (len(units) - 2) // table_bits)) if table_bits >= 2 else 0
+    groups = tuple(tuple(units[t * table_bits:(t + 1) * table_bits]) for t in range(tables))
+    wires = frozenset(wires)
+    table_late = tuple(not all(i in wires for i in g) for g in groups)
+    units = units[tables * table_bits:]
+    weighted = tuple((i, weights[i]) for i in range(n) if weights[i] > 1)
+    fixed = ([w for _, w in weighted] + [table_bits] * table_late.count(False)
+             + ([offset] if offset else []))
+    late = [table_bits] * table_late.count(True)
+    u = len(units)
+
+    def plan(p: int) -> PopcountPlan:
+        pairs = tuple((units[2 * k], units[2 * k + 1]) for k in range(p))
+        rest = units[2 * p:]
+        # bits left with nothing to carry into (no number at all) are counted as singles
+        spares = tuple(rest) if p + len(fixed) else ()
+        singles = tuple(rest[len(spares):])
+        numbers = [2] * p + [1] * len(singles) + fixed
+        levels, maxima = _adder_levels(numbers, len(spares), late)
+        return PopcountPlan(n, pairs, spares, singles, weighted, offset, levels, maxima,
+                            groups, table_late)
+
+    if not carry_ins:
+        return plan(u // 2)  # an odd bit out rides in as a carry-in
+    candidates = [plan(p) for p in range(1 if u >= 2 else 0, u // 2 + 1)] or [plan(0)]
+    return min(candidates, key=lambda pl: (pl.cells, len(pl.levels), -len(pl.pairs)))
+
+
+def popcount_latency(n: int, levels_per_stage: int = 1, weights=None, offset: int = 0, *,
+                     tables: int = 0, table_bits: int = 10, wires=()) -> int:
     """Cycles through a :class:`Popcount`: level 0 (always registered) plus the adder
     levels registered every ``levels_per_stage``."""
-    plan = plan_popcount(n, weights, offset)
+    plan = plan_popcount(n, weights, offset, tables=tables if levels_per_stage == 1 else 0,
+                         table_bits=table_bits, wires=wires)
     return 1 + _stages(len(plan.levels), levels_per_stage)
 
 
@@ -154,12 +201,16 @@ class Popcount(wiring.Component):
 
     Level 0 (half adders) reads ``bits`` combinationally and is registered; in the core its
     register is the last gate stage's, so the net's last layer and the half adders share
-    LUTs.
+    LUTs. ``tables`` groups of ``table_bits`` bits are counted instead by lookup tables, a
+    read-only memory of ``2 ** table_bits`` counts with a registered read (Yosys maps it to
+    block RAM: an iCE40 SB_RAM40_4K as 1024 x 4 counts 10 bits, an ECP5 DP16KD as
+    4096 x 4 counts 12), in the same cycle as level 0.
 
 {stream_contract}"""
 
     def __init__(self, n: int, *, levels_per_stage: int = 1, weights=None, offset: int = 0,
-                 invert: bool = False, width: int = 0):
+                 invert: bool = False, width: int = 0, tables: int = 0, table_bits: int = 10,
+                 wires=()):
         if n < 1:
             raise ValueError("a popcount needs at least one bit")
         if levels_per_stage < 1:
@@ -167,7 +218,10 @@ class Popcount(wiring.Component):
         self.n = n
         self.levels_per_stage = levels_per_stage
         self.invert = invert
-        self.plan = plan_popcount(n, weights, offset)
+        # (a late table's count joins after the first adder level, which must be registered)
+        self.plan = plan_popcount(n, weights, offset,
+                                  tables=tables if levels_per_stage == 1 else 0,
+                                  table_bits=table_bits, wires=wires)
         self.latency = 1 + _stages(len(self.plan.levels), levels_per_stage)
         super().__init__({
             "bits": In(n),
@@ -195,6 +249,23 @@ class Popcount(wiring.Component):
             # w * s: a shift for a power of two, the bit repeated where w has ones.
             numbers.append(Cat(*(s if (w >> b) & 1 else Const(0, 1)
                                  for b in range(w.bit_length()))))
+        late = []
+        for k, group in enumerate(plan.tables):
+            # A ROM of counts with a registered read (the block RAM's own address register).
+            table = Memory(shape=bits_for(len(group)), depth=1 << len(group),
+                           init=[bin(a).count("1") for a in range(1 << len(group))])
+            m.submodules[f"table{k}"] = table
+            port = table.read_port(domain="sync")
+            address = Cat(bits[i] for i in group)
+            if plan.table_late[k]:
+                # bits from LUTs: registered first (each flip-flop in its LUT's cell)
+                registered = Signal(len(group), name=f"table{k}_address", reset_less=True)
+                m.d.sync += registered.eq(address)
+                address = registered
+                late.append(port.data)
+            else:
+                numbers.append(port.data)
+            m.d.comb += port.addr.eq(address)
         if plan.offset:
             numbers.append(Const(plan.offset, bits_for(plan.offset)))
         spares = []
@@ -207,6 +278,19 @@ class Popcount(wiring.Component):
         if self.invert and not levels:  # no adder level: complement the level-0 result
             numbers = [~Cat(numbers[0], Const(0, len(self.count) - len(numbers[0])))]
         stage = 0  # the register stage holding the current level's inputs
+        delayed = {}
+
+        def spare_at(k, stage):
+            """Spare ``k`` in register stage ``stage`` (level 0 is stage 0): a spare that
+            rides in at a later adder level waits in registers (one cell each)."""
+            if stage == 0:
+                return spares[k]
+            if (k, stage) not in delayed:
+                d = Signal(1, name=f"spare{k}_d{stage}", reset_less=True)
+                m.d.sync += d.eq(spare_at(k, stage - 1))
+                delayed[k, stage] = d
+            return delayed[k, stage]
+
         for level, ops in enumerate(plan.levels):
             registered = _registered(level, levels, self.levels_per_stage)
             domain = m.d.sync if registered else m.d.comb
@@ -216,7 +300,7 @@ class Popcount(wiring.Component):
                 operands = [numbers[x]] + ([numbers[y]] if y >= 0 else [])
                 expr = operands[0] if len(operands) == 1 else operands[0] + operands[1]
                 if carry >= 0:
-                    expr = expr + spares[carry]
+                    expr = expr + spare_at(carry, stage)
                 width = bits_for(maxima[k])
                 s = Signal(width, name=f"sum{level + 1}_{k}", reset_less=True)
                 grows = width > max(len(v) for v in operands) and (y >= 0 or carry >= 0)
@@ -233,7 +317,7 @@ class Popcount(wiring.Component):
                     expr = ~Cat(Value.cast(expr)[:width], Const(0, len(self.count) - width))
                 domain += s.eq(expr)
                 new.append(s)
-            numbers = new
+            numbers = new + (late if level == 0 else [])
             stage += registered
         m.d.comb += self.count.eq(numbers[0])
         return m

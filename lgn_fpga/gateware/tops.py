@@ -38,6 +38,43 @@ from lgn_fpga.net.graph import class_width as graph_class_width
 RESULT_FIFO_DEPTH = 8  # results waiting for the UART; the host keeps fewer in flight
 
 
+def direct_results_ok(layout: p.PayloadLayout, latency: int, load_rows: int,
+                      divisor: int) -> bool:
+    """Whether a core that holds its outputs (one input in flight) can answer without a
+    result FIFO: while a result waits to be sent the core takes no new input, so the
+    result frame, plus an INFO or ERROR frame being sent ahead of it, plus the inference
+    and the input load must fit in the time one request frame takes to arrive (with two
+    bytes to spare). Then a request never waits longer than it takes to arrive, and the
+    input RAM still holds it when the core reads it."""
+    byte = 10 * divisor
+    frame = p.HEADER + 1  # SYNC, TYPE, LEN (2) + CRC
+    request = (frame + layout.request_len) * byte
+    answers = (2 * frame + layout.result_len + max(p.INFO_LEN, p.ERROR_LEN)) * byte
+    return latency + load_rows + answers + 2 * byte <= request
+
+
+def _boot_ports(core) -> dict:
+    """The flash pins (and the boot status) of a top whose core loads its program from
+    the board's SPI flash (a folded core with ``program="spram"``), else none."""
+    if getattr(core, "image", None) is None:
+        return {}
+    return {"flash_cs": Out(1), "flash_sck": Out(1), "flash_copi": Out(1),
+            "flash_cipo": In(1), "boot_error": Out(1)}
+
+
+def _boot(m: Module, top, core) -> None:
+    """Read the core's program image from the flash into the core (docs/folded.md)."""
+    if getattr(core, "image", None) is None:
+        return
+    from lgn_fpga.gateware.spi_flash import FLASH_OFFSET, SPIFlashReader
+
+    m.submodules.flash = flash = SPIFlashReader(FLASH_OFFSET, len(core.image))
+    m.d.comb += [top.flash_cs.eq(flash.cs), top.flash_sck.eq(flash.sck),
+                 top.flash_copi.eq(flash.copi), flash.cipo.eq(top.flash_cipo),
+                 core.boot_data.eq(flash.data), core.boot_stb.eq(flash.stb),
+                 top.boot_error.eq(core.boot_error)]
+
+
 def _make_core(graph: GateGraph, pipeline: int | None, core):
     if core is not None:
         return core
@@ -65,11 +102,15 @@ class UartTop(wiring.Component):
 
     ``divisor`` is clocks per UART bit at the clock this logic runs at; ``clock_hz`` is only
     reported (INFO). ``timeout`` is the idle gap, in clocks, after which a half-received
-    frame is dropped (default: 10 ms, at least 200 bit times)."""
+    frame is dropped (default: 10 ms, at least 200 bit times).
 
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    activity: Out(1)
+    A core with ``in_addr``/``in_byte`` (a folded core with ``inputs="bytes"``) gets no
+    request register: each payload byte goes straight into a byte-wide block RAM as it
+    arrives, and the core reads its input from there while loading. That RAM holds the
+    request until the next frame's first input byte, 6 bytes after its CRC, so the build
+    checks that the core takes and loads a request within that (docs/folded.md). A core
+    that loads its program from flash (``program="spram"``) adds the flash pins; frames
+    that arrive while it boots are not heard."""
 
     def __init__(self, graph: GateGraph, *, divisor: int, clock_hz: int = 0,
                  pipeline: int | None = None, model_hash: str | None = None,
@@ -86,11 +127,21 @@ class UartTop(wiring.Component):
                                 min(self.core.latency, 0xFFFF),
                                 self.model_hash[:2 * p.HASH_BYTES],
                                 self.clock_hz)
-        super().__init__()
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "activity": Out(1),
+                          **_boot_ports(self.core)})
 
     @property
     def latency(self) -> int:
         return self.core.latency
+
+    @property
+    def direct_results(self) -> bool:
+        """Whether results go out straight from the core's outputs, with no FIFO: see
+        :func:`direct_results_ok`."""
+        core = self.core
+        return bool(getattr(core, "holds_outputs", False)) and direct_results_ok(
+            self.layout, core.latency, getattr(getattr(core, "plan", None), "load_rows", 0),
+            self.divisor)
 
     def elaborate(self, platform):
         m = Module()
@@ -98,24 +149,50 @@ class UartTop(wiring.Component):
         m.submodules.core = core = self.core
         m.submodules.rx = rx = UARTRx(self.divisor)
         m.submodules.tx = tx = UARTTx(self.divisor)
-        m.submodules.recv = recv = framing.FrameReceiver(layout, timeout=self.timeout)
+        in_ram = hasattr(core, "in_addr")  # the input goes to RAM, not a register
+        m.submodules.recv = recv = framing.FrameReceiver(layout, timeout=self.timeout,
+                                                         store=not in_ram)
         send_len = max(layout.result_len, p.INFO_LEN, p.ERROR_LEN)
         m.submodules.send = send = framing.FrameSender(send_len)
+        _boot(m, self, core)
 
+        # While the core boots, the line reads idle: frames sent meanwhile are not heard.
+        line = (self.rx | ~core.booted) if hasattr(core, "booted") else self.rx
         m.d.comb += [
-            rx.rx.eq(self.rx), self.tx.eq(tx.tx),
+            rx.rx.eq(line), self.tx.eq(tx.tx),
             recv.rx_data.eq(rx.data), recv.rx_stb.eq(rx.stb),
             tx.data.eq(send.tx_data), tx.stb.eq(send.tx_stb), send.tx_ready.eq(tx.ready),
-            core.in_bits.eq(recv.payload[8:8 + self.graph.inputs]),
             self.activity.eq(send.busy),
         ]
+        if in_ram:
+            # Payload byte 0 is the sequence number, bytes 1.. the input.
+            nbytes = -(-self.graph.inputs // 8)
+            m.submodules.in_mem = in_mem = Memory(shape=8, depth=max(2, nbytes), init=[],
+                                                  attrs={"ram_style": "block"})
+            wr, rd = in_mem.write_port(), in_mem.read_port()
+            seq_in = Signal(8)
+            m.d.comb += [wr.addr.eq(recv.pay_index - 1), wr.data.eq(rx.data),
+                         wr.en.eq(recv.pay_stb & (recv.pay_index != 0)),
+                         rd.addr.eq(core.in_addr), core.in_byte.eq(rd.data)]
+            with m.If(recv.pay_stb & (recv.pay_index == 0)):
+                m.d.sync += seq_in.eq(rx.data)
+            request_seq = seq_in
+        else:
+            m.d.comb += core.in_bits.eq(recv.payload[8:8 + self.graph.inputs])
+            request_seq = recv.payload[:8]
         handshake = hasattr(core, "in_ready")  # a folded core takes one input at a time
+        # A core that holds its outputs until its next input (the folded core) needs no
+        # result FIFO when its answers always leave before the next request needs the core
+        # (direct_results): the sender reads the result from the core, and the core takes
+        # no input while one is unsent. Saves the FIFO's block RAMs and its logic.
+        direct = self.direct_results
+        result_pending = Signal()
         if handshake:
-            # The request waits until the core is ready; the payload register holds still
-            # meanwhile (until the next frame's payload, 40 bit times at the least).
+            # The request waits until the core takes it; the input (register or RAM) holds
+            # still meanwhile (until the next frame's input bytes).
             waiting = Signal()
-            m.d.comb += core.in_valid.eq(recv.infer | waiting)
-            with m.If(core.in_ready):
+            m.d.comb += core.in_valid.eq((recv.infer | waiting) & ~result_pending)
+            with m.If(core.in_valid & core.in_ready):
                 m.d.sync += waiting.eq(0)
             with m.Elif(recv.infer):
                 m.d.sync += waiting.eq(1)
@@ -126,7 +203,7 @@ class UartTop(wiring.Component):
         # least a header (4 bytes, 40 bit times) later; when the core answers sooner than
         # that, its sequence number can be read straight from there. Otherwise it travels
         # beside the core, delayed by its latency.
-        seq = recv.payload[:8]
+        seq = request_seq
         if handshake:
             # One input in flight: its sequence number is latched when the core takes it.
             seq_q = Signal(8)
@@ -140,10 +217,20 @@ class UartTop(wiring.Component):
             seq = delayed
 
         result = Cat(seq, _pad(core.out_class, 8 * layout.class_bytes),
-                      *_scores_bytes(core, layout))
-        m.submodules.results = results = SyncFIFOBuffered(width=len(result),
-                                                          depth=RESULT_FIFO_DEPTH)
-        m.d.comb += [results.w_data.eq(result), results.w_en.eq(core.out_valid)]
+                     *_scores_bytes(core, layout))
+        r_en = Signal()
+        if direct:
+            r_rdy, r_data = result_pending, result
+            with m.If(core.out_valid):
+                m.d.sync += result_pending.eq(1)
+            with m.Elif(r_en):
+                m.d.sync += result_pending.eq(0)
+        else:
+            m.submodules.results = results = SyncFIFOBuffered(width=len(result),
+                                                              depth=RESULT_FIFO_DEPTH)
+            m.d.comb += [results.w_data.eq(result), results.w_en.eq(core.out_valid),
+                         results.r_en.eq(r_en)]
+            r_rdy, r_data = results.r_rdy, results.r_data
 
         info_pending = Signal()
         error_pending = Signal()
@@ -155,7 +242,7 @@ class UartTop(wiring.Component):
         error_bytes = Cat(Const(p.ERR_CRC, 8), error_kind)
         with m.Switch(source):
             with m.Case(0):
-                m.d.comb += send.byte.eq(results.r_data.word_select(send.index, 8))
+                m.d.comb += send.byte.eq(r_data.word_select(send.index, 8))
             with m.Case(1):
                 m.d.comb += send.byte.eq(
                     Const(int.from_bytes(info_bytes, "little"), 8 * len(info_bytes))
@@ -163,7 +250,7 @@ class UartTop(wiring.Component):
             with m.Default():
                 m.d.comb += send.byte.eq(error_bytes.word_select(send.index, 8))
         with m.If(send.done & (source == 0)):
-            m.d.comb += results.r_en.eq(1)
+            m.d.comb += r_en.eq(1)
 
         with m.If(~send.busy & ~send.done):
             with m.If(error_pending):
@@ -174,7 +261,7 @@ class UartTop(wiring.Component):
                 m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_INFO),
                              send.length.eq(p.INFO_LEN)]
                 m.d.sync += [info_pending.eq(0), source.eq(1)]
-            with m.Elif(results.r_rdy):
+            with m.Elif(r_rdy):
                 m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_RESULT),
                              send.length.eq(layout.result_len)]
                 m.d.sync += source.eq(0)
@@ -216,15 +303,8 @@ class BistTop(wiring.Component):
     compared on chip. ``done``/``passed``/``cycles`` (first input to last output, inclusive)
     and ``first_failure`` are ports; a BIST frame reports them over the UART when the test
     finishes and again whenever a byte arrives. ``expected`` overrides the stored expected
-    words (tests corrupt one to prove the compare can fail)."""
-
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    done: Out(1)
-    passed: Out(1)
-    failed: Out(1)
-    cycles: Out(32)
-    first_failure: Out(32, init=0xFFFFFFFF)
+    words (tests corrupt one to prove the compare can fail). A core that loads its program
+    from flash adds the flash pins, and the first vector waits until it has booted."""
 
     def __init__(self, graph: GateGraph, bits: np.ndarray, *, divisor: int,
                  pipeline: int | None = None, expected: list[int] | None = None, core=None):
@@ -237,7 +317,10 @@ class BistTop(wiring.Component):
         words, self.class_width = expected_words(graph, self.core.score_width, self.bits)
         self.expected = list(expected) if expected is not None else words
         self.divisor = divisor
-        super().__init__()
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "done": Out(1),
+                          "passed": Out(1), "failed": Out(1), "cycles": Out(32),
+                          "first_failure": Out(32, init=0xFFFFFFFF),
+                          **_boot_ports(self.core)})
 
     @property
     def memory_bits(self) -> int:
@@ -248,6 +331,7 @@ class BistTop(wiring.Component):
         m = Module()
         graph, n = self.graph, self.vectors
         m.submodules.core = core = self.core
+        _boot(m, self, core)
         in_words = [int.from_bytes(np.packbits(row, bitorder="little").tobytes(), "little")
                     for row in self.bits]
         exp_width = self.class_width + graph.classes * core.score_width
@@ -345,6 +429,18 @@ class BoardTop(Elaboratable):
         m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
         m.d.comb += [top.rx.eq(uart_rx.i), uart_tx.o.eq(top.tx)]
 
+        if hasattr(top, "flash_cs"):
+            flash = platform.request("spi_flash_1x", 0, dir="-")
+            for name, pin, direction in (("cs", top.flash_cs, "o"), ("clk", top.flash_sck, "o"),
+                                         ("copi", top.flash_copi, "o"),
+                                         ("cipo", top.flash_cipo, "i")):
+                m.submodules[f"flash_{name}"] = buf = io.Buffer(direction, getattr(flash, name))
+                m.d.comb += (buf.o.eq(pin) if direction == "o" else pin.eq(buf.i))
+            for name in ("wp", "hold"):  # active low pins, held inactive
+                if hasattr(flash, name):
+                    m.submodules[f"flash_{name}"] = buf = io.Buffer("o", getattr(flash, name))
+                    m.d.comb += buf.o.eq(0)
+
         leds = self.profile.leds(platform, m)
         if isinstance(top, BistTop):
             status = [top.passed, top.failed]
@@ -354,7 +450,10 @@ class BoardTop(Elaboratable):
             # A heartbeat shows the clock runs; the second LED lights while answering.
             beat = Signal(26)
             m.d.sync += beat.eq(beat + 1)
-            values = [beat[-1], top.activity]
+            # A program image that fails its CRC at boot keeps the second LED lit.
+            busy = top.activity | top.boot_error if hasattr(top, "boot_error") else \
+                top.activity
+            values = [beat[-1], busy]
         for led, value in zip(leds, values):
             m.d.comb += led.eq(value)
         return m

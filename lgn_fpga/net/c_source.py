@@ -5,16 +5,18 @@ and runs it (:mod:`lgn_fpga.flow.c_engine`).
 
 How it is fast without being big: the net is *data* (index tables), not code, so the file
 compiles in about a second whatever the net's size (straight-line C with one statement per
-gate takes minutes for 50k gates). Each layer's gates are reordered so gates with the same
-op are contiguous; one small loop per op (16 kernels, their expressions derived from
-:data:`lgn_fpga.net.ops.FORMS` through :class:`lgn_fpga.net.ops.Text`) then evaluates a run
-of gates with no branch per gate, writing its outputs in order. Consumers' indices are
-remapped to the new order; the last layer is reordered only inside each class group, which
-a popcount does not see. A block of ``LGN_BLOCK_WORDS`` 64-bit words (256 samples by
-default, a GCC/Clang vector type) flows through every gate at once. Class scores are counted
-bit-sliced with carry-save adders (Harley-Seal: about six word operations per output
-bit for 256 samples),
-then the argmax goes to the lowest index on ties, as in :mod:`lgn_fpga.net.golden`.
+gate takes minutes for 50k gates). The net is first reduced to the two-input gates whose
+values reach a class score (:func:`program`): a gate that copies or inverts one input, or is
+constant, or repeats another gate, is folded into its consumers as a compiler would fold
+straight-line C, so only real work is left. Those gates write one arena of rows (inputs
+first), so a signal can skip layers for free; each layer's gates are sorted by op, and one
+small loop per op (kernels derived from :data:`lgn_fpga.net.ops.FORMS` through
+:class:`lgn_fpga.net.ops.Text`) evaluates a run of gates with no branch per gate. A block of
+``LGN_BLOCK_WORDS`` 64-bit words (256 samples by default, a GCC/Clang vector type) flows
+through every gate at once. Class scores are counted bit-sliced with carry-save adders
+(Harley-Seal: about six word operations per output bit for 256 samples) over each class's
+output rows (read inverted where the folding left an inversion), plus the class's constant
+outputs; then the argmax goes to the lowest index on ties, as in :mod:`lgn_fpga.net.golden`.
 """
 
 from __future__ import annotations
@@ -22,42 +24,15 @@ from __future__ import annotations
 import numpy as np
 
 from lgn_fpga.net import ops
+from lgn_fpga.net.golden import fold as program
 from lgn_fpga.net.graph import GateGraph, score_width
 
-__all__ = ["c_source", "reorder", "MAGIC"]
+__all__ = ["c_source", "program", "MAGIC"]
 
 #: First 8 bytes of the stdin stream the ``LGN_MAIN`` driver reads (see the file header).
 MAGIC = b"LGNC\x01\x00\x00\x00"
 #: Numbers per line in the generated tables (keeps lines short for editors and diffs).
 _PER_LINE = 24
-
-
-def reorder(graph: GateGraph) -> list[tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]]:
-    """Each layer as ``(a, b, runs)`` with gates sorted by op (the last layer: by class
-    group, then op), then by input ``a``, and inputs remapped to the previous layer's new
-    order. ``runs`` is ``[(op, count), ...]`` in order; the gates of a class group stay
-    inside the group."""
-    k = graph.group_size
-    position = None  # new position of each old output of the previous layer
-    out = []
-    for n, layer in enumerate(graph.layers):
-        op = layer.op.astype(np.int64)
-        key = op if n < graph.depth - 1 else (np.arange(len(op)) // k) * 16 + op
-        a = layer.a.astype(np.int64)
-        b = layer.b.astype(np.int64)
-        if position is not None:
-            a, b = position[a], position[b]
-        # within a run, by first input: its reads then sweep the previous layer forward
-        order = np.lexsort((a, key))
-        a, b = a[order], b[order]
-        sorted_key = key[order]
-        starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
-        ends = np.r_[starts[1:], len(order)]
-        runs = [(int(op[order[s]]), int(e - s)) for s, e in zip(starts, ends, strict=True)]
-        position = np.empty(len(order), dtype=np.int64)
-        position[order] = np.arange(len(order))
-        out.append((a, b, runs))
-    return out
 
 
 def _kernel(op: int) -> str:
@@ -95,7 +70,8 @@ def c_source(graph: GateGraph, *, model_sha256: str | None = None, source: str |
     Parameters
     ----------
     graph : GateGraph
-        The net, as given (not optimized here).
+        The net. Only what reaches a score is written (:func:`program`); nothing else
+        is optimized here.
     model_sha256, source : str, optional
         Recorded in the header comment.
     version : str
@@ -106,16 +82,17 @@ def c_source(graph: GateGraph, *, model_sha256: str | None = None, source: str |
     str
         The C file. Its header documents the entry points.
     """
-    layers = reorder(graph)
-    widest = max(graph.inputs, *graph.widths)
-    idx_type = "uint16_t" if widest <= 0xFFFF else "uint32_t"
+    layers, a_all, b_all, outputs, offsets = program(graph)
+    runs = [run for layer in layers for run in layer]
+    rows = graph.inputs + len(a_all)
+    idx_type = "uint16_t" if rows <= 0xFFFF else "uint32_t"
     sw = score_width(graph.group_size)
     sha = model_sha256 or graph.sha256()
-    a_all = np.concatenate([a for a, _, _ in layers])
-    b_all = np.concatenate([b for _, b, _ in layers])
-    run_op = [op for _, _, runs in layers for op, _ in runs]
-    run_len = [count for _, _, runs in layers for _, count in runs]
-    layer_runs = np.cumsum([0] + [len(runs) for _, _, runs in layers])
+    run_op = [op for op, _ in runs]
+    run_len = [count for _, count in runs]
+    out_rows = [r for group in outputs for r, _ in group]
+    out_inv = [inv for group in outputs for _, inv in group]
+    out_start = np.cumsum([0] + [len(group) for group in outputs])
     g = graph
     head = f"""\
 /* Generated by lgn-fpga {version}: logic gate network as C99, no dependencies.
@@ -132,6 +109,11 @@ def c_source(graph: GateGraph, *, model_sha256: str | None = None, source: str |
  *     + c] (popcount of class c's group of the last layer) and classes[s] (argmax, ties to
  *     the lowest index); either may be NULL.
  *
+ *   void lgn_predict_bits(const uint8_t *bits, size_t samples, int32_t *scores,
+ *                         int32_t *classes);
+ *     The same from unpacked bits: bits[s * LGN_INPUTS + i] is input bit i of sample s
+ *     (0 or 1; only the lowest bit of each byte is read).
+ *
  *   int lgn_classify(const uint8_t *bits, int32_t *scores);
  *     One sample: bits[LGN_INPUTS] holds 0/1; returns the class, fills scores[LGN_CLASSES]
  *     unless NULL.
@@ -143,8 +125,8 @@ def c_source(graph: GateGraph, *, model_sha256: str | None = None, source: str |
  *
  * Speed: -O3 (and -march=native for wide vectors). LGN_BLOCK_WORDS (default 4) words of 64
  * samples go through each gate at once with GCC/Clang vector types; define LGN_NO_VECTOR
- * (or use another compiler) for plain uint64_t, and LGN_BLOCK_WORDS=1 to shrink the two
- * scratch buffers to 8 * LGN_SCRATCH bytes each on a microcontroller.
+ * (or use another compiler) for plain uint64_t, and LGN_BLOCK_WORDS=1 to shrink the
+ * scratch arena to 8 * LGN_ROWS bytes on a microcontroller.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -155,7 +137,8 @@ def c_source(graph: GateGraph, *, model_sha256: str | None = None, source: str |
 #define LGN_GROUP_SIZE {g.group_size}
 #define LGN_LAYERS {g.depth}
 #define LGN_GATES {g.gates}
-#define LGN_SCRATCH {widest}
+#define LGN_ROWS {rows}
+#define LGN_RUNS {len(runs)}
 #define LGN_SCORE_BITS {sw}
 
 #ifndef LGN_BLOCK_WORDS
@@ -175,12 +158,15 @@ typedef {idx_type} lgn_idx;
 
 """
     tables = (
-        "/* Gate inputs, layer after layer, each layer's gates grouped by op. */\n"
+        "/* The gates left after folding: their input rows (the arena holds the inputs,\n"
+        " * then these gates in order), in runs sharing an op. */\n"
         + _table("lgn_idx", "lgn_a", a_all) + _table("lgn_idx", "lgn_b", b_all)
-        + "/* Runs of gates sharing an op: op and length; lgn_layer_runs[l] is layer l's "
-          "first run. */\n"
         + _table("uint8_t", "lgn_run_op", run_op) + _table("uint32_t", "lgn_run_len", run_len)
-        + _table("uint32_t", "lgn_layer_runs", layer_runs) + "\n")
+        + "/* Class c counts rows lgn_out_row[lgn_out_start[c] ..] (inverted where\n"
+          " * lgn_out_inv says), plus lgn_offset[c] outputs that are always 1. */\n"
+        + _table("lgn_idx", "lgn_out_row", out_rows) + _table("uint8_t", "lgn_out_inv", out_inv)
+        + _table("uint32_t", "lgn_out_start", out_start)
+        + _table("int32_t", "lgn_offset", offsets) + "\n")
     kernels = "\n".join(_kernel(op) for op in range(16))
     kernels += ("\ntypedef void (*lgn_kernel)(const lgn_vec *restrict, lgn_vec *restrict,\n"
                 "                           const lgn_idx *restrict, const lgn_idx *restrict,"
@@ -189,23 +175,19 @@ typedef {idx_type} lgn_idx;
     return head + tables + kernels + _BODY
 
 
-_BODY = r"""static lgn_vec lgn_buf0[LGN_SCRATCH], lgn_buf1[LGN_SCRATCH];
+_BODY = r"""static lgn_vec lgn_arena[LGN_ROWS];
 
-/* All layers on one block; returns the last layer's outputs. */
-static const lgn_vec *lgn_net(void)
+/* Every gate on the block whose inputs are in lgn_arena[0 .. LGN_INPUTS - 1]. Each run
+ * reads rows before its own, so the restrict pointers into the one arena never overlap. */
+static void lgn_net(void)
 {
     const lgn_idx *a = lgn_a, *b = lgn_b;
-    lgn_vec *x = lgn_buf0, *y = lgn_buf1;
-    for (uint32_t l = 0; l < LGN_LAYERS; l++) {
-        lgn_vec *out = y;
-        for (uint32_t r = lgn_layer_runs[l]; r < lgn_layer_runs[l + 1]; r++) {
-            uint32_t n = lgn_run_len[r];
-            lgn_kernels[lgn_run_op[r]](x, out, a, b, n);
-            a += n; b += n; out += n;
-        }
-        lgn_vec *t = x; x = y; y = t;
+    lgn_vec *out = lgn_arena + LGN_INPUTS;
+    for (uint32_t r = 0; r < LGN_RUNS; r++) {
+        uint32_t n = lgn_run_len[r];
+        lgn_kernels[lgn_run_op[r]](lgn_arena, out, a, b, n);
+        a += n; b += n; out += n;
     }
-    return x;
 }
 
 /* Count the ones of n words per lane, bit-sliced (Harley-Seal): carry-save adders fold
@@ -217,18 +199,21 @@ static const lgn_vec *lgn_net(void)
     do { lgn_vec u_ = (a) ^ (b); h = ((a) & (b)) | (u_ & (c)); l = u_ ^ (c); } while (0)
 #define LGN_E_BITS (LGN_SCORE_BITS > 3 ? LGN_SCORE_BITS - 3 : 1)
 
-static void lgn_count(const lgn_vec *y, uint32_t n, lgn_vec *plane)
+/* Row i of a class's outputs, inverted where the folding left an inversion. */
+#define LGN_Y(i) (lgn_arena[row[i]] ^ (LGN_ZERO - (uint64_t)inv[i]))
+
+static void lgn_count(const lgn_idx *row, const uint8_t *inv, uint32_t n, lgn_vec *plane)
 {
     lgn_vec ones = LGN_ZERO, twos = LGN_ZERO, fours = LGN_ZERO;
     lgn_vec twos_a, twos_b, fours_a, fours_b, eights, e[LGN_E_BITS];
     for (uint32_t t = 0; t < LGN_E_BITS; t++) e[t] = LGN_ZERO;
     uint32_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        LGN_CSA(twos_a, ones, ones, y[i], y[i + 1]);
-        LGN_CSA(twos_b, ones, ones, y[i + 2], y[i + 3]);
+        LGN_CSA(twos_a, ones, ones, LGN_Y(i), LGN_Y(i + 1));
+        LGN_CSA(twos_b, ones, ones, LGN_Y(i + 2), LGN_Y(i + 3));
         LGN_CSA(fours_a, twos, twos, twos_a, twos_b);
-        LGN_CSA(twos_a, ones, ones, y[i + 4], y[i + 5]);
-        LGN_CSA(twos_b, ones, ones, y[i + 6], y[i + 7]);
+        LGN_CSA(twos_a, ones, ones, LGN_Y(i + 4), LGN_Y(i + 5));
+        LGN_CSA(twos_b, ones, ones, LGN_Y(i + 6), LGN_Y(i + 7));
         LGN_CSA(fours_b, twos, twos, twos_a, twos_b);
         LGN_CSA(eights, fours, fours, fours_a, fours_b);
         for (uint32_t t = 0; t < LGN_E_BITS; t++) {
@@ -238,7 +223,7 @@ static void lgn_count(const lgn_vec *y, uint32_t n, lgn_vec *plane)
         }
     }
     for (; i < n; i++) {  /* the last n % 8 words: ripple each in at weight 1 */
-        lgn_vec carry = y[i], c;
+        lgn_vec carry = LGN_Y(i), c;
         c = ones & carry; ones ^= carry; carry = c;
         c = twos & carry; twos ^= carry; carry = c;
         c = fours & carry; fours ^= carry; carry = c;
@@ -264,17 +249,19 @@ static uint64_t lgn_transpose8(uint64_t x)
     return x;
 }
 
-/* Scores and classes of the lanes < lanes of the block now in lgn_buf0. */
+/* Scores and classes of the lanes < lanes of the block now in the arena's input rows. */
 static void lgn_block(size_t lanes, int32_t *scores, int32_t *classes)
 {
-    const lgn_vec *y = lgn_net();
+    lgn_net();
     lgn_vec plane[LGN_SCORE_BITS];
     for (uint32_t c = 0; c < LGN_CLASSES; c++) {
-        lgn_count(y + (size_t)c * LGN_GROUP_SIZE, LGN_GROUP_SIZE, plane);
+        uint32_t first = lgn_out_start[c];
+        lgn_count(lgn_out_row + first, lgn_out_inv + first, lgn_out_start[c + 1] - first, plane);
         /* Lane j's score is bit j of every plane: 8 planes x 8 lanes at a time are an 8x8
          * bit matrix, transposed so each lane's 8 score bits land in one byte. */
         for (uint32_t w = 0; w < LGN_WORDS; w++) {
             for (uint32_t j = 0; j < 64; j++) lgn_block_scores[w * 64 + j][c] = 0;
+            /* the count is below 2^LGN_SCORE_BITS: OR its bits in, then add the constants */
             for (uint32_t t0 = 0; t0 < LGN_SCORE_BITS; t0 += 8) {
                 uint64_t p[8];
                 for (uint32_t t = 0; t < 8; t++)
@@ -288,6 +275,7 @@ static void lgn_block(size_t lanes, int32_t *scores, int32_t *classes)
                             (int32_t)((m >> (8 * j)) & 0xFFu) << t0;
                 }
             }
+            for (uint32_t j = 0; j < 64; j++) lgn_block_scores[w * 64 + j][c] += lgn_offset[c];
         }
     }
     for (size_t s = 0; s < lanes; s++) {
@@ -300,6 +288,63 @@ static void lgn_block(size_t lanes, int32_t *scores, int32_t *classes)
     }
 }
 
+/* Load 8 bytes as a little-endian number on any host (one load where that is safe). */
+static uint64_t lgn_load8(const uint8_t *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+#else
+    uint64_t v = 0;
+    for (uint32_t j = 0; j < 8; j++) v |= (uint64_t)p[j] << (8 * j);
+    return v;
+#endif
+}
+
+#define LGN_IN_GROUPS ((LGN_INPUTS + 7) / 8)
+
+/* Pack samples first .. first + 64 * LGN_WORDS - 1 of row-major 0/1 bytes into the arena.
+ * 8 samples x 8 inputs at a time: sample k's 8 input bytes (0/1), read as one number and
+ * shifted left by k, OR together into 8 bytes that each hold one input's 8 samples (the
+ * inner loop runs along a row, so it vectorizes). Bytes are gathered per input, then read
+ * back as little-endian words (any host). */
+static void lgn_pack_block(const uint8_t *bits, size_t samples, size_t first)
+{
+    static uint8_t bytes[LGN_INPUTS][8 * LGN_WORDS];
+    uint64_t acc[LGN_IN_GROUPS];
+    for (uint32_t q = 0; q < 8 * LGN_WORDS; q++) {  /* samples 8q .. 8q + 7 of the block */
+        for (uint32_t g = 0; g < LGN_IN_GROUPS; g++) acc[g] = 0;
+        for (uint32_t k = 0; k < 8; k++) {
+            size_t s = first + 8 * (size_t)q + k;
+            if (s >= samples) break;
+            const uint8_t *row = bits + s * LGN_INPUTS;
+            for (uint32_t g = 0; g < LGN_INPUTS / 8; g++)
+                acc[g] |= (lgn_load8(row + 8 * g) & 0x0101010101010101ull) << k;
+            for (uint32_t i = LGN_INPUTS / 8 * 8; i < LGN_INPUTS; i++)
+                acc[i / 8] |= (uint64_t)(row[i] & 1u) << (8 * (i % 8) + k);
+        }
+        for (uint32_t i = 0; i < LGN_INPUTS; i++)
+            bytes[i][q] = (uint8_t)(acc[i / 8] >> (8 * (i % 8)));
+    }
+    for (size_t i = 0; i < LGN_INPUTS; i++) {
+        uint64_t words[LGN_WORDS];
+        for (uint32_t w = 0; w < LGN_WORDS; w++) words[w] = lgn_load8(bytes[i] + 8 * w);
+        memcpy(&lgn_arena[i], words, sizeof words);
+    }
+}
+
+void lgn_predict_bits(const uint8_t *bits, size_t samples, int32_t *scores, int32_t *classes)
+{
+    for (size_t first = 0; first < samples; first += (size_t)LGN_WORDS * 64) {
+        size_t lanes = samples - first;
+        if (lanes > (size_t)LGN_WORDS * 64) lanes = (size_t)LGN_WORDS * 64;
+        lgn_pack_block(bits, samples, first);
+        lgn_block(lanes, scores ? scores + first * LGN_CLASSES : NULL,
+                  classes ? classes + first : NULL);
+    }
+}
+
 void lgn_predict_packed(const uint64_t *inputs, size_t n_words, size_t samples,
                         int32_t *scores, int32_t *classes)
 {
@@ -308,7 +353,7 @@ void lgn_predict_packed(const uint64_t *inputs, size_t n_words, size_t samples,
             uint64_t words[LGN_WORDS];
             for (size_t w = 0; w < LGN_WORDS; w++)
                 words[w] = base + w < n_words ? inputs[i * n_words + base + w] : 0;
-            memcpy(&lgn_buf0[i], words, sizeof words);
+            memcpy(&lgn_arena[i], words, sizeof words);
         }
         size_t lanes = samples - base * 64;
         if (lanes > (size_t)LGN_WORDS * 64) lanes = (size_t)LGN_WORDS * 64;

@@ -1,18 +1,24 @@
 """The golden model: the reference every other engine is checked against.
 
 Samples are packed 64 to a machine word (sample ``j`` is bit ``j % 64`` of word ``j // 64``).
-Where the time goes, and what it does about it (about 5x the throughput of one numpy
-expression per op group with fancy-index scatter):
+Where the time goes, and what it does about it (bench/cpu.py: about 3x the numpy model
+that evaluated every gate layer by layer; the bit-exact reference stays
+:func:`naive_predict`, which shares none of this):
 
-* Each layer's gates are reordered once, by op and then by first input (consumers' indices
-  are remapped; the last layer only inside each class group, which a popcount does not see),
-  so every op is one contiguous slice: no scatter, and reads of ``a`` run forward.
-* A block of :data:`BLOCK_WORDS` words per signal (1024 samples) goes through the whole net
-  while it stays in cache: two ``take`` calls gather a layer's ``a`` and ``b`` rows into
-  reused buffers, and each op group runs in place (an op is split from its truth table into
-  and/or/xor with input and output inversions), so there are no temporaries.
-* Class scores are counted bit-sliced (ripple adders over halves of the group, all classes
-  at once) instead of unpacking every output bit to a byte.
+* Only work that reaches a score is done (:func:`fold`, which the C engine shares): a gate
+  that copies or inverts one input, is constant, repeats another gate or feeds no output
+  is folded into its readers, and inversions move into readers too, so what is left is
+  AND, OR, XOR and AND with one input inverted over two different rows (a random 50k-gate
+  net keeps 13k gates); constant outputs become a per-class offset.
+* Every row lives in one arena (inputs first), so a signal that skips layers costs
+  nothing. Each layer's gates are sorted by op, then by first input: two ``take`` calls
+  gather a layer's ``a`` and ``b`` rows into reused buffers, and each op is one ufunc
+  over one contiguous slice written straight into the arena (no scatter, no temporaries).
+* A block of :data:`BLOCK_WORDS` words per row (1024 samples) goes through the whole net
+  while it stays in cache.
+* Class scores are counted bit-sliced with carry-save adders over whole contiguous slices
+  (rows laid out output-major, class-minor, so a slice never mixes classes), for
+  :data:`COUNT_BLOCKS` blocks at once, instead of unpacking every output bit to a byte.
 
 Samples stream through in chunks so memory stays bounded for any number of samples.
 """
@@ -27,17 +33,50 @@ from lgn_fpga.errors import UserError
 from lgn_fpga.net import ops
 from lgn_fpga.net.graph import GateGraph
 
-#: upper bound on the bytes of the last layer's packed outputs for one chunk of samples.
+#: upper bound on the bytes of the packed class outputs for one chunk of samples.
 CHUNK_BYTES = 32 << 20
-#: words per signal evaluated through the whole net at once: large enough that numpy's
-#: per-call cost vanishes, small enough that a 10k-gate layer stays in the L2 cache.
+#: words per row evaluated through the whole net at once: large enough that numpy's
+#: per-call cost vanishes, small enough that a layer's rows stay in cache (16 measured
+#: fastest on a 50k-gate net, against 8 and 32).
 BLOCK_WORDS = 16
+#: blocks whose class outputs are counted together: the bit-sliced count takes many small
+#: steps, whose cost per numpy call is then shared.
+COUNT_BLOCKS = 2
 
 
 @dataclass(frozen=True)
 class Prediction:
     scores: np.ndarray   # int32, (samples, classes): popcount of each class's group
     classes: np.ndarray  # int64, (samples,): argmax of scores, ties to the lowest index
+
+
+def _transpose8(x: np.ndarray) -> None:
+    """Transpose, in place, the 8x8 bit matrix in each uint64 (row k = byte k): bit j of
+    byte k trades places with bit k of byte j (three masked swaps)."""
+    for shift, mask in ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC),
+                        (28, 0x00000000F0F0F0F0)):
+        s, m = np.uint64(shift), np.uint64(mask)
+        t = ((x >> s) ^ x) & m
+        x ^= t ^ (t << s)
+
+
+def _numbers(planes: np.ndarray) -> np.ndarray:
+    """(P <= 32, m, W) bit planes (plane t = bit t of each lane's number) to (m, 64 W)
+    numbers: 8 planes x 8 lanes at a time are an 8x8 bit matrix, transposed so that each
+    lane's 8 bits land in one byte."""
+    p, m, w = planes.shape
+    groups = -(-p // 8)
+    padded = np.zeros((groups * 8, m, w), dtype="<u8")
+    padded[:p] = planes
+    out = np.zeros((m, 64 * w), dtype=np.uint16 if groups <= 2 else np.uint32)
+    for k in range(groups):
+        # (plane, m, lane byte) -> (m, lane byte, plane): byte t of each word is plane t
+        x = np.ascontiguousarray(padded[8 * k:8 * k + 8].view(np.uint8).transpose(1, 2, 0))
+        words = x.view("<u8").reshape(m, 8 * w).astype(np.uint64, copy=False)
+        _transpose8(words)  # byte j: lane j's bits of planes 8k .. 8k + 7
+        lanes = words.astype("<u8", copy=False).view(np.uint8).reshape(m, 64 * w)
+        out |= lanes.astype(out.dtype) << (8 * k)
+    return out
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -47,21 +86,20 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
         bits = bits.astype(np.uint8)
     samples, n = bits.shape
     words = -(-samples // 64)
-    n8 = -(-n // 8) * 8
-    if samples != words * 64 or n8 != n or not bits.flags.c_contiguous:
-        padded = np.zeros((words * 64, n8), dtype=np.uint8)
-        padded[:samples, :n] = bits
-        bits = padded
-    # Build bytes across 8 samples with whole-row shifts, eight inputs per uint64 operation
-    # (a 0/1 byte shifted by t < 8 stays inside its byte), then transpose the 8x smaller
-    # byte array into per-input words. packbits along axis 0 is 15x slower.
-    ones = np.uint64(0x0101010101010101)
-    rows = bits.view(np.uint64).reshape(words * 8, 8, n8 // 8)
-    acc = rows[:, 0] & ones
-    for t in range(1, 8):
-        acc |= (rows[:, t] & ones) << np.uint64(t)
-    packed = acc.view(np.uint8).reshape(words * 8, n8)[:, :n]
-    return np.ascontiguousarray(packed.T).view("<u8").astype(np.uint64, copy=False)
+    # a byte per 8 inputs of a sample (numpy packs along rows fast), zero samples to a word
+    rows = np.packbits(bits, axis=1, bitorder="little")
+    nb = rows.shape[1]
+    if samples != words * 64:
+        rows = np.concatenate([rows, np.zeros((words * 64 - samples, nb), dtype=np.uint8)])
+    # 8 samples x 8 inputs as one word (byte k: sample k's 8 input bits), bit-transposed in
+    # three masked swaps so that byte j holds input j's 8 sample bits
+    x = np.ascontiguousarray(rows.reshape(words * 8, 8, nb).transpose(0, 2, 1))
+    x = x.view("<u8").reshape(words * 8, nb).astype(np.uint64, copy=False)
+    _transpose8(x)
+    # (word, sample byte q, input byte g, input j) -> (input 8g + j, word, q)
+    b = x.astype("<u8", copy=False).view(np.uint8).reshape(words, 8, nb, 8)
+    out = np.ascontiguousarray(b.transpose(2, 3, 0, 1)).reshape(nb * 8, words * 8)
+    return out.view("<u8")[:n].astype(np.uint64, copy=False)
 
 
 def unpack_bits(words: np.ndarray, samples: int) -> np.ndarray:
@@ -71,224 +109,280 @@ def unpack_bits(words: np.ndarray, samples: int) -> np.ndarray:
     return np.ascontiguousarray(bits.T)
 
 
-_UFUNCS = {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}
+#: the ops :func:`fold` leaves, as numpy ufuncs (an inverted input is inverted first)
+_UFUNCS = {ops.AND: np.bitwise_and, ops.OR: np.bitwise_or, ops.XOR: np.bitwise_xor,
+           ops.A_AND_NOT_B: np.bitwise_and, ops.NOT_A_AND_B: np.bitwise_and}
 
 
-def _split(op: int) -> tuple[str, int, int, int]:
-    """``op`` as ``(base, invert_a, invert_b, invert_out)`` with base one of and/or/xor,
-    found from its truth table (so no second op table), preferring fewest inversions."""
-    forms = {"and": lambda x, y: x & y, "or": lambda x, y: x | y, "xor": lambda x, y: x ^ y}
-    want = [ops.truth(op, a, b) for a in (0, 1) for b in (0, 1)]
-    best = None
-    for base, f in forms.items():
-        for ia in (0, 1):
-            for ib in (0, 1):
-                for io in (0, 1):
-                    got = [f(a ^ ia, b ^ ib) ^ io for a in (0, 1) for b in (0, 1)]
-                    if got == want and (best is None or ia + ib + io < sum(best[1:])):
-                        best = (base, ia, ib, io)
-    if best is None:
-        raise AssertionError(f"op {op} is not an and/or/xor with inversions")
-    return best
+def _op_of(table) -> int:
+    """The op whose truth table over (00, 01, 10, 11) is ``table``."""
+    return (table[0] << 3) | (table[1] << 2) | (table[2] << 1) | table[3]
 
 
-_SPLIT = [_split(op) if not (ops.IGNORES_A[op] or ops.IGNORES_B[op]) else (None, 0, 0, 0)
-          for op in range(16)]
+_IGNORES_A = [bool(x) for x in ops.IGNORES_A]
+_IGNORES_B = [bool(x) for x in ops.IGNORES_B]
+_SWAPPED = [int(x) for x in ops.SWAPPED]
+#: _THROUGH[op][ia][ib]: op read through inputs stored inverted (ia, ib)
+_THROUGH = [[[_op_of([int(ops.truth(op, x ^ ia, y ^ ib)) for x in (0, 1) for y in (0, 1)])
+              for ib in (0, 1)] for ia in (0, 1)] for op in range(16)]
 
 
-class _LayerPlan:
-    """A layer with its gates sorted by op (then by input ``a``): ``order[i]`` is the
-    original index of the gate at position ``i``; ``a``/``b`` index the previous layer's
-    positions; ``groups`` are ``(op, start, end, split)`` slices of one op."""
+def _resolve(op: int, da, db, nodes: list, seen: dict):
+    """What gate ``op`` over inputs described by ``da``, ``db`` computes, as a descriptor:
+    ``("c", value)`` for a constant or ``(node, inverted)`` for a row of the arena. A real
+    two-input function of two different rows becomes a node (reused if it exists)."""
+    if (da[0] != "c" and db[0] != "c" and da[0] != db[0] and not _IGNORES_A[op]
+            and not _IGNORES_B[op]):  # the common case, by table
+        na, nb, g = da[0], db[0], _THROUGH[op][da[1]][db[1]]
+        if na > nb:  # one order for a pair, so repeats are found whichever way they are wired
+            na, nb, g = nb, na, _SWAPPED[g]
+        # store AND, OR, XOR or an AND with one input inverted; NAND, NOR, XNOR and the ORs
+        # with one input inverted are those inverted, which the reader folds in
+        inverted = int(g >= 8)
+        key = (15 - g if inverted else g, na, nb)
+        if key not in seen:
+            seen[key] = len(nodes)
+            nodes.append(key)
+        return (seen[key], inverted)
+    used = [(d, which) for d, which, ignored in ((da, 0, _IGNORES_A[op]),
+                                                  (db, 1, _IGNORES_B[op])) if not ignored]
+    free = sorted({d[0] for d, _ in used if d[0] != "c"})
 
-    __slots__ = ("width", "order", "a", "b", "groups")
+    def value(assign):  # the gate's output with each free node set by ``assign``
+        xy = [0, 0]
+        for d, which in used:
+            xy[which] = d[1] if d[0] == "c" else assign[d[0]] ^ d[1]
+        return int(ops.truth(op, xy[0], xy[1]))
 
-    def __init__(self, layer, previous_position, group_size: int | None):
-        a = layer.a.astype(np.intp)
-        b = layer.b.astype(np.intp)
-        if previous_position is not None:
-            a, b = previous_position[a], previous_position[b]
-        keys = [a, layer.op]
-        if group_size is not None:  # the last layer: stay inside each class group
-            keys.append(np.arange(len(a)) // group_size)
-        self.order = np.lexsort(keys)
-        self.width = len(a)
-        self.a = np.ascontiguousarray(a[self.order])
-        self.b = np.ascontiguousarray(b[self.order])
-        op = layer.op[self.order]
-        starts = np.flatnonzero(np.r_[True, op[1:] != op[:-1]])
-        ends = np.r_[starts[1:], len(op)]
-        self.groups = [(int(op[s]), int(s), int(e), _SPLIT[int(op[s])])
-                       for s, e in zip(starts, ends, strict=True)]
+    if not free:
+        return ("c", value({}))
+    if len(free) == 1:
+        f0, f1 = value({free[0]: 0}), value({free[0]: 1})
+        return ("c", f0) if f0 == f1 else (free[0], f0)
+    # a gate both of whose inputs read one row was handled above (one free row)
+    raise AssertionError(f"op {op} over {da}, {db}")
 
-    def position(self) -> np.ndarray:
-        pos = np.empty(self.width, dtype=np.intp)
-        pos[self.order] = np.arange(self.width)
-        return pos
 
-    def run(self, x: np.ndarray, out: np.ndarray, spare: np.ndarray) -> np.ndarray:
-        """Outputs (in this plan's order) of ``x`` (previous layer's rows, W words each)
-        into ``out``; ``spare`` is scratch of the same shape."""
-        n = self.width
-        va, vb = out[:n], spare[:n]
-        # mode="clip" skips numpy's buffered bounds check: indices were validated on load
-        np.take(x, self.a, axis=0, out=va, mode="clip")
-        np.take(x, self.b, axis=0, out=vb, mode="clip")
-        for op, s, e, (base, ia, ib, io) in self.groups:
-            ya, yb = va[s:e], vb[s:e]
-            if op in ops.CONSTANT_OPS:
-                ya.fill(0 if op == ops.FALSE else ~np.uint64(0))
-            elif ops.IGNORES_B[op]:       # a or ~a: already gathered
-                if op != ops.A:
-                    np.invert(ya, out=ya)
-            elif ops.IGNORES_A[op]:       # b or ~b
-                if op == ops.B:
-                    ya[...] = yb
-                else:
-                    np.invert(yb, out=ya)
+def fold(graph: GateGraph):
+    """The net reduced to the work an evaluator must do (golden and the C engine evaluate
+    this).
+
+    Returns ``(layers, a, b, outputs, offsets)``: ``layers[l]`` is layer l's runs
+    ``[(op, count), ...]`` over the arena rows after the inputs, in order (each layer's gates
+    sorted by op, then by first input); ``a``, ``b`` their input rows; ``outputs[c]`` the
+    ``(row, inverted)`` pairs of class ``c``'s non-constant outputs and ``offsets[c]`` its
+    number of outputs that are constant 1. Gates that are constant, copy or invert one
+    input, repeat another gate or reach no output are folded away, and inversions move
+    into their readers: every remaining gate reads two different rows with AND, OR, XOR,
+    ``a & ~b`` or ``~a & b``."""
+    nodes: list[tuple[int, int, int]] = [(-1, -1, -1)] * graph.inputs  # inputs are rows
+    seen: dict = {}
+    layer_of = [0] * graph.inputs
+    desc = [(i, 0) for i in range(graph.inputs)]
+    for n, layer in enumerate(graph.layers):
+        desc = [_resolve(op, desc[a], desc[b], nodes, seen)
+                for a, b, op in zip(layer.a.tolist(), layer.b.tolist(), layer.op.tolist(),
+                                    strict=True)]
+        layer_of += [n + 1] * (len(nodes) - len(layer_of))
+    live = [False] * len(nodes)
+    for d in desc:
+        if d[0] != "c":
+            live[d[0]] = True
+    for i in range(len(nodes) - 1, graph.inputs - 1, -1):
+        if live[i]:
+            live[nodes[i][1]] = live[nodes[i][2]] = True
+    # rows: inputs, then the live nodes layer by layer, by op and first input
+    row = list(range(graph.inputs)) + [-1] * (len(nodes) - graph.inputs)
+    layers, a_rows, b_rows = [], [], []
+    next_row = graph.inputs
+    for n in range(1, graph.depth + 1):
+        ids = [i for i in range(graph.inputs, len(nodes)) if layer_of[i] == n and live[i]]
+        ids.sort(key=lambda i: (nodes[i][0], row[nodes[i][1]]))
+        runs = []
+        layers.append(runs)
+        for i in ids:
+            op, na, nb = nodes[i]
+            row[i] = next_row
+            next_row += 1
+            a_rows.append(row[na])
+            b_rows.append(row[nb])
+            if runs and runs[-1][0] == op:
+                runs[-1] = (op, runs[-1][1] + 1)
             else:
-                if ia:
-                    np.invert(ya, out=ya)
-                if ib:
-                    np.invert(yb, out=yb)
-                _UFUNCS[base](ya, yb, out=ya)
-                if io:
-                    np.invert(ya, out=ya)
-        return va
+                runs.append((op, 1))
+    k = graph.group_size
+    outputs, offsets = [], []
+    for c in range(graph.classes):
+        group = desc[c * k:(c + 1) * k]
+        outputs.append([(row[d[0]], d[1]) for d in group if d[0] != "c"])
+        offsets.append(sum(d[1] for d in group if d[0] == "c"))
+    return layers, np.array(a_rows, dtype=np.int64), np.array(b_rows, dtype=np.int64), \
+        outputs, offsets
 
 
-def _add(x: list[np.ndarray], y: list[np.ndarray]) -> list[np.ndarray]:
-    """Bit-sliced ripple addition of two numbers given as bit planes (least significant
-    first); the result has one plane more than the longer."""
-    if len(x) < len(y):
-        x, y = y, x
-    out, carry = [], None
-    for t, p in enumerate(x):
-        q = y[t] if t < len(y) else None
-        s, c = (p, None) if q is None else (p ^ q, p & q)
-        if carry is not None:
-            c2 = s & carry
-            s = s ^ carry
-            c = c2 if c is None else c | c2
-        out.append(s)
-        carry = c
-    return out + [carry if carry is not None else np.zeros_like(x[0])]
+def _count(z: np.ndarray, scratch: np.ndarray) -> list[np.ndarray]:
+    """Bit planes of the number of ones along axis 0 of ``z`` (rows first, each row of any
+    shape): ``planes[t]`` is bit t of each lane's count (possibly followed by zero planes).
+    ``z`` is overwritten; ``scratch`` holds at least a third of its rows.
 
-
-def _count_planes(x: np.ndarray) -> list[np.ndarray]:
-    """Bit planes of the number of ones along axis 1 of (m, n, w) words: ``planes[t]`` is
-    (m, w), bit t of each lane's count (possibly followed by zero planes).
-
-    Pairs of numbers (first half + second half) are added bit-sliced, in place where
-    possible, so each level halves the rows; an odd row out waits in ``spare`` and is added
-    at the end. ``x`` is overwritten."""
-    planes = [x]
-    spare = []
-    while planes[0].shape[1] > 1:
-        n = planes[0].shape[1]
-        if n % 2:
-            spare.append([p[:, n - 1] for p in planes])
-            planes = [p[:, :n - 1] for p in planes]
-            n -= 1
-        h = n // 2
-        carry = None
-        for p in planes:
-            lo, hi = p[:, :h], p[:, h:]
-            c = lo & hi
-            lo ^= hi
-            if carry is not None:
-                c |= lo & carry
-                lo ^= carry
-            carry = c
-        planes = [p[:, :h] for p in planes] + [carry]
-    total = [p[:, 0] for p in planes]
-    for number in spare:
-        total = _add(total, number)
-    return total
+    Carry-save: full adders over the first, second and third third of the rows leave the
+    sums (weight 1) in place of the third and the carries (weight 2) in place of the first,
+    so each round removes a third of the rows with five in-place operations over whole
+    contiguous slices; carries are counted the same way one weight up."""
+    planes = []
+    level = z
+    while True:
+        carries = []
+        while len(level) >= 3:
+            t = len(level) // 3
+            a, b, c, u = level[:t], level[t:2 * t], level[2 * t:3 * t], scratch[:t]
+            np.bitwise_xor(a, b, out=u)
+            np.bitwise_and(a, b, out=a)
+            np.bitwise_and(u, c, out=b)
+            np.bitwise_or(a, b, out=a)       # carry: majority of a, b, c
+            np.bitwise_xor(u, c, out=c)      # sum: a ^ b ^ c
+            carries.append(a)
+            level = level[2 * t:]
+        if len(level) == 2:                  # a half adder
+            carries.append((level[0] & level[1])[None])
+            np.bitwise_xor(level[0], level[1], out=level[0])
+        planes.append(level[0] if len(level) else np.zeros(z.shape[1:], dtype=z.dtype))
+        if not carries:
+            return planes
+        level = carries[0] if len(carries) == 1 else np.concatenate(carries)
 
 
 class GoldenModel:
-    """A gate graph prepared for repeated packed evaluation."""
+    """A gate graph prepared for repeated packed evaluation (see the module docstring)."""
 
     def __init__(self, graph: GateGraph):
         self.graph = graph
-        self._plans = []
-        position = None
-        for n, layer in enumerate(graph.layers):
-            last = n == graph.depth - 1
-            plan = _LayerPlan(layer, position, graph.group_size if last else None)
-            position = plan.position()
-            self._plans.append(plan)
-        self._rows = max([graph.inputs, *graph.widths])
+        layers, a, b, outputs, offsets = fold(graph)
+        self._inputs = graph.inputs
+        self._layers = []  # (first row, end row, a rows, b rows, [(op, start, end), ...])
+        row = graph.inputs
+        for runs in layers:
+            n = sum(count for _, count in runs)
+            steps, r = [], 0
+            for op, count in runs:
+                steps.append((op, r, r + count))
+                r += count
+            first = row - graph.inputs
+            self._layers.append((row, row + n, np.ascontiguousarray(a[first:first + n]),
+                                 np.ascontiguousarray(b[first:first + n]), steps))
+            row += n
+        self._rows = row + 1          # the last row stays 0: what padding rows read
+        self._widest = max([1, *(end - start for start, end, *_ in self._layers)])
+        # the count reads (k', classes) rows: row r * classes + c is class c's r-th output;
+        # shorter classes read the zero row
+        m = graph.classes
+        self._depth = max(1, max(len(group) for group in outputs))
+        order = np.full((self._depth, m), row, dtype=np.intp)
+        invert = np.zeros((self._depth, m), dtype=np.uint64)
+        for c, group in enumerate(outputs):
+            for r, (out_row, inverted) in enumerate(group):
+                order[r, c] = out_row
+                invert[r, c] = ~np.uint64(0) if inverted else 0
+        self._count_order = order.ravel()
+        self._invert = invert.reshape(-1, 1) if invert.any() else None
+        self._offsets = np.array(offsets, dtype=np.int32)
 
-    def _run_blocks(self, words: np.ndarray, keep_layers: bool):
-        """Every block of :data:`BLOCK_WORDS` words through the net; yields (start, words,
-        outputs of every layer (``keep_layers``) or of the last one, in plan order)."""
+    def _blocks(self, words: np.ndarray):
+        """Every block of :data:`BLOCK_WORDS` words through the net; yields (start word,
+        words, the arena: every row of the block)."""
         total = words.shape[1]
-        buffers: dict[int, list[np.ndarray]] = {}  # by block width: take() wants contiguous out
+        buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for start in range(0, total, BLOCK_WORDS):
             w = min(BLOCK_WORDS, total - start)
-            if w not in buffers:
-                buffers[w] = [np.empty((self._rows, w), dtype=np.uint64) for _ in range(3)]
-            bufs = buffers[w]
-            x = np.ascontiguousarray(words[:, start:start + w])
-            current = -1  # which buffer holds x (-1: the input block)
-            kept = []
-            for plan in self._plans:
-                free = [i for i in range(3) if i != current]
-                x = plan.run(x, bufs[free[0]], bufs[free[1]])
-                current = free[0]
-                if keep_layers:
-                    kept.append(x.copy())
-            yield start, w, kept if keep_layers else [x]
-
-    def run_packed(self, words: np.ndarray, *, keep_layers: bool = False):
-        """Evaluate packed inputs (inputs, W); return the last layer's packed outputs,
-        or every layer's when ``keep_layers`` (gates in their original order)."""
-        words = np.asarray(words, dtype=np.uint64)
-        total = words.shape[1]
-        last = self._plans[-1]
-        results = [np.empty((p.width, total), dtype=np.uint64) if keep_layers or p is last
-                   else None for p in self._plans]
-        for start, w, kept in self._run_blocks(words, keep_layers):
-            for n, y in enumerate(kept, start=len(self._plans) - len(kept)):
-                results[n][self._plans[n].order, start:start + w] = y
-        return results if keep_layers else results[-1]
+            if w not in buffers:  # take() wants a contiguous out: buffers per width
+                buffers[w] = (np.zeros((self._rows, w), dtype=np.uint64),
+                              np.empty((self._widest, w), dtype=np.uint64),
+                              np.empty((self._widest, w), dtype=np.uint64))
+            arena, va, vb = buffers[w]
+            arena[:self._inputs] = words[:, start:start + w]
+            for first, end, a, b, steps in self._layers:
+                # gathered into separate buffers: a take() whose out overlaps its source
+                # goes through a temporary copy. mode="clip" skips numpy's buffered bounds
+                # check: fold() made the rows
+                np.take(arena, a, axis=0, out=va[:end - first], mode="clip")
+                np.take(arena, b, axis=0, out=vb[:end - first], mode="clip")
+                for op, s, e in steps:
+                    ya, yb = va[s:e], vb[s:e]
+                    if op == ops.A_AND_NOT_B:
+                        np.invert(yb, out=yb)
+                    elif op == ops.NOT_A_AND_B:
+                        np.invert(ya, out=ya)
+                    _UFUNCS[op](ya, yb, out=arena[first + s:first + e])
+            yield start, w, arena
 
     def _chunk_samples(self) -> int:
-        words = max(1, CHUNK_BYTES // (8 * max(self.graph.widths[-1], self.graph.inputs)))
-        return words * 64
+        """Samples per chunk: its packed inputs, class outputs and unpacked count bits
+        (a byte per lane and plane) each fit in :data:`CHUNK_BYTES`."""
+        m = self.graph.classes
+        planes = max(1, self._depth.bit_length())
+        words = min(CHUNK_BYTES // (8 * max(self._depth * m, self.graph.inputs)),
+                    CHUNK_BYTES // (64 * planes * m))
+        return max(1, words) * 64
 
     def predict(self, bits: np.ndarray) -> Prediction:
         bits = _check_bits(bits, self.graph.inputs)
         samples = bits.shape[0]
-        g = self.graph
-        scores = np.empty((samples, g.classes), dtype=np.int32)
+        m = self.graph.classes
+        scores = np.empty((samples, m), dtype=np.int32)
+        width = max(1, self._depth.bit_length())  # planes above the count's width are zero
+        z = scratch = None
         step = self._chunk_samples()
         for start in range(0, samples, step):
             chunk = bits[start:start + step]
-            for s, w, (last,) in self._run_blocks(pack_bits(chunk), False):
-                # counted per block while it is in cache; in plan order class c is still
-                # rows c*k .. c*k + k - 1
-                # planes above the score's width are zero: the count is at most k
-                planes = _count_planes(last.reshape(g.classes, g.group_size, w))
-                planes = planes[:g.score_width]
-                stacked = np.ascontiguousarray(np.stack(planes).astype("<u8", copy=False))
-                lane_bits = np.unpackbits(stacked.view(np.uint8), axis=2, bitorder="little")
-                weights = (1 << np.arange(len(planes), dtype=np.int32))[:, None, None]
-                per_class = (lane_bits * weights.astype(np.uint8 if len(planes) <= 8
-                                                        else np.int32)).sum(axis=0,
-                                                                            dtype=np.int32)
-                first = start + 64 * s
-                n = min(64 * w, samples - first)
-                scores[first:first + n] = per_class[:, :n].T
+            packed = pack_bits(chunk)
+            # the count's bit planes of every block: (planes, classes, words), turned into
+            # numbers once per chunk
+            planes_all = np.empty((width, m, packed.shape[1]), dtype="<u8")
+            pending = 0  # words of the blocks waiting in z, from word ``first``
+            for s, w, arena in self._blocks(packed):
+                if z is None:
+                    z = np.empty((self._depth * m, COUNT_BLOCKS * BLOCK_WORDS), dtype=np.uint64)
+                    scratch = np.empty((self._depth // 3 + 1, m, z.shape[1]), dtype=np.uint64)
+                    one = np.empty((self._depth * m, BLOCK_WORDS), dtype=np.uint64)
+                if pending == 0:
+                    first = s
+                direct = w == z.shape[1]  # one whole block per count: gathered in place
+                block = z if direct else one[:, :w]
+                np.take(arena, self._count_order, axis=0, out=block, mode="clip")
+                if self._invert is not None:
+                    np.bitwise_xor(block, self._invert, out=block)
+                if not direct:
+                    z[:, pending:pending + w] = block
+                pending += w
+                if pending + BLOCK_WORDS > z.shape[1] or s + w == packed.shape[1]:
+                    # counted together: the count's many small steps are paid once
+                    planes = _count(z[:, :pending].reshape(self._depth, m, pending),
+                                    scratch[:, :, :pending])
+                    for t in range(width):
+                        planes_all[t, :, first:first + pending] = (planes[t] if t < len(planes)
+                                                                   else 0)
+                    pending = 0
+            counts = _numbers(planes_all)  # (classes, lanes)
+            n = len(chunk)
+            scores[start:start + n] = counts[:, :n].T
+            scores[start:start + n] += self._offsets
         return Prediction(scores, argmax_lowest(scores))
 
     def layer_bits(self, bits: np.ndarray) -> list[np.ndarray]:
-        """Every layer's outputs as (samples, width) 0/1 arrays (for debugging a mismatch)."""
+        """Every layer's outputs as (samples, width) 0/1 arrays (for debugging a mismatch):
+        one numpy expression per gate group, dead gates included, sharing nothing with the
+        fast path but :func:`pack_bits`."""
         bits = _check_bits(bits, self.graph.inputs)
-        layers = self.run_packed(pack_bits(bits), keep_layers=True)
-        return [unpack_bits(x, len(bits)) for x in layers]
+        x = pack_bits(bits)
+        layers = []
+        for layer in self.graph.layers:
+            y = np.empty((len(layer.op), x.shape[1]), dtype=np.uint64)
+            for op in np.unique(layer.op).tolist():
+                sel = np.flatnonzero(layer.op == op)
+                y[sel] = ops.apply_words(op, x[layer.a[sel]], x[layer.b[sel]])
+            layers.append(y)
+            x = y
+        return [unpack_bits(y, len(bits)) for y in layers]
 
 
 def argmax_lowest(scores: np.ndarray) -> np.ndarray:
@@ -313,7 +407,8 @@ def check_bits(bits, inputs: int) -> np.ndarray:
     if bits.dtype != np.uint8 and bits.dtype != bool:
         if bits.dtype.kind not in "iub":
             raise UserError(f"input bits must be integers 0/1, got dtype {bits.dtype}")
-    if bits.size and (bits.min() < 0 or bits.max() > 1):
+    # one pass for unsigned bytes (the common case): no value is below 0
+    if bits.size and ((bits.dtype.kind != "u" and bits.min() < 0) or bits.max() > 1):
         bad = np.argwhere((bits < 0) | (bits > 1))[0]
         raise UserError(f"input bits must be 0 or 1: [{bad[0]}, {bad[1]}] = "
                         f"{bits[bad[0], bad[1]]}")

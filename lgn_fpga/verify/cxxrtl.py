@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lgn_fpga.errors import UserError
+from lgn_fpga.flow import cache
 from lgn_fpga.gateware.core import LogicNetCore
 from lgn_fpga.verify.harness import DRAIN_SLACK, Outputs
 
@@ -125,12 +126,7 @@ def cxxflags(gates: int) -> tuple[str, ...]:
     return CXXFLAGS_SMALL if gates <= LARGE_GATES else CXXFLAGS_LARGE
 
 
-def cache_dir() -> Path:
-    """``$LGN_FPGA_CACHE``, else ``$XDG_CACHE_HOME/lgn-fpga``, else ``~/.cache/lgn-fpga``."""
-    if os.environ.get("LGN_FPGA_CACHE"):
-        return Path(os.environ["LGN_FPGA_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lgn-fpga"
+cache_dir = cache.cache_dir  # the compiled engines share one cache (lgn_fpga.flow.cache)
 
 
 def _runtime_include() -> Path:
@@ -276,13 +272,9 @@ def build(core: LogicNetCore, *, source: str = "rtl",
         # a corrupt entry (truncated, emptied, not executable): rebuild it, don't fail forever
         _discard(home)
 
-    try:
-        home.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=home.parent))
-    except OSError as e:
-        raise UserError(f"cache folder {home.parent} cannot be written ({e.strerror or e}); "
-                        f"set $LGN_FPGA_CACHE to a writable folder") from None
-    try:
+    # built in a temporary folder published with one rename: a concurrent or interrupted
+    # build never leaves a half-written binary under the key
+    with cache.building(home) as work:
         (work / "design.il").write_text(text)
         (work / "cxxrtl_main.cpp").write_text(driver)
         if netlist:
@@ -306,13 +298,6 @@ def build(core: LogicNetCore, *, source: str = "rtl",
         for name in ("design.il", "design.cc", "cxxrtl_main.cpp", "netlist.il", "synth.ys",
                      "cxx.ys", "cells.v"):
             (work / name).unlink(missing_ok=True)
-        try:
-            os.rename(work, home)
-        except OSError:
-            if not binary.exists():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return CompiledCore(binary, key, True, time.perf_counter() - start)
 
 
@@ -327,15 +312,7 @@ def _usable(binary: Path) -> bool:
         and os.access(binary, os.X_OK)
 
 
-def _discard(home: Path) -> None:
-    """Move a bad cache entry aside (atomically, so a concurrent run never sees half of it)
-    and delete it."""
-    trash = home.with_name(f".{home.name}.bad.{os.getpid()}")
-    try:
-        os.rename(home, trash)
-    except OSError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
+_discard = cache.discard
 
 
 def write_stimulus(path: Path, bits: np.ndarray, schedule: np.ndarray, total: int,

@@ -1,5 +1,5 @@
 """Formal equivalence: the synthesized netlist of the core against the gate graph, for every
-input, proved with Yosys's SAT solver.
+input, proved with Yosys's SAT solver, piece by piece between the pipeline registers.
 
 What is proved (see docs/verify.md): take the core as a board build makes it (optimized net,
 pipeline registers, popcount and argmax head), synthesize it with ``synth_ice40`` or
@@ -12,11 +12,22 @@ argmax, ties to the lowest class.
 Latency: :func:`check_balanced` checks that every path from an input to an output crosses
 exactly ``latency`` flip-flops (one clock, no enables, no loops). Then the outputs
 ``latency`` cycles after an input are what the netlist computes with every flip-flop made
-transparent (:data:`TRANSPARENT`), whatever state it started from; a miter of that
-combinational netlist and the reference, ``sat -prove trigger 0``, proves they agree on
-every input (class and scores whenever the output is valid; ``out_valid`` always).
+transparent (:data:`TRANSPARENT`), whatever state it started from: one combinational
+function, to be proved equal to the reference's.
 
-A counterexample names the first differing output bit and the input that shows it.
+Cut points: one SAT problem for all of it does not finish beyond a few hundred gates, so the
+transparent netlist is cut at the nets that hold gate layers' values, the core's registers
+``layerN_q`` (found by name), and after the head's first registers
+(``popcount<c>.ha<k>`` ...). The nets of a cut and the reference's gates of that layer are
+grouped by simulation (on random values of the previous cut: a guess, never trusted), each
+group becomes one free variable for the pieces after the cut, and each piece proves, for
+*every* value of those variables, that every net of a group and every gate of the group
+(computed by the reference from the previous cut's variables) equal the group's first, and
+the last piece the outputs. By induction along the cuts, every cut net holds the value of
+its gates, and the outputs those of the reference, for every input (docs/verify.md has the
+argument). A wrong guess, or a real difference, fails a piece and names the first differing
+net: a register of the cut (``layer3_q[17] differs: ...``) or an output
+(``out_scores[13] differs: ...``).
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from lgn_fpga.errors import UserError
 from lgn_fpga.net import ops
@@ -55,6 +68,8 @@ class FormalResult:
     synth_seconds: float
     prove_seconds: float
     difference: str | None = None   # the first differing output, when not proved
+    pieces: int = 1       # separate proofs, one per stretch between cuts (module docstring)
+    cuts: tuple = ()      # the gate layers whose registers cut the netlist
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -66,28 +81,69 @@ def reference_verilog(graph: GateGraph, *, name: str = "gold") -> str:
     that keeps the lowest class on ties; ``out_valid = in_valid & ~rst``.
 
     Deliberately unlike the core (no pipelining, no shared expressions, no adder tree, not
-    optimized), so a fault in either shows up as a difference."""
+    optimized), so a fault in either shows up as a difference. The staged proof uses pieces
+    of this same module (:func:`_reference`)."""
+    everything = [np.ones(len(layer), dtype=bool) for layer in graph.layers]
+    return _reference(graph, everything, name=name, start=-1)
+
+
+def _reference(graph: GateGraph, live: list, *, name: str, start: int,
+               sources: dict | None = None, obligations: list | None = None,
+               stop: int | None = None, scores: dict | None = None, preamble=(),
+               cut_width: int | None = None, free_width: int = 1) -> str:
+    """A piece of the reference: the ``live`` gates of layers ``start + 1`` onwards,
+    computed from layer ``start``'s values ``sources[j]`` (Verilog expressions; ``start =
+    -1``: the input bits). ``obligations`` is None for the head (scores, argmax and valid
+    as in :func:`reference_verilog`), else a list of Verilog expressions over the layers up
+    to ``stop``, ``en`` (the valid flag) and, when ``stop`` is the last layer, ``s<c>`` (the
+    class scores): output ``obl[k]`` is the k-th (an ``x`` in it is don't-care).
+    ``scores`` overrides class c's score with ``scores[c]`` (no gates needed for it).
+    ``cut_width`` (not None) adds the ``cut`` and ``free`` inputs that the sources read."""
     g = graph
     sw, cw = g.score_width, g.class_width
-    out = [f"module {name}(input clk, input rst, input [{g.inputs - 1}:0] in_bits, "
-           f"input in_valid, output out_valid, output reg [{cw - 1}:0] out_class, "
-           f"output [{g.classes * sw - 1}:0] out_scores);"]
+    ports = [f"input clk, input rst, input [{g.inputs - 1}:0] in_bits, input in_valid"]
+    if cut_width is not None:
+        ports.append(f"input [{max(1, cut_width) - 1}:0] cut, input [{free_width - 1}:0] free")
+    if obligations is None:
+        ports.append(f"output out_valid, output reg [{cw - 1}:0] out_class, "
+                     f"output [{g.classes * sw - 1}:0] out_scores")
+        stop = g.depth - 1
+    else:
+        ports.append(f"output [{max(1, len(obligations)) - 1}:0] obl")
+        stop = start if stop is None else stop
+    out = [f"module {name}({', '.join(ports)});"]
+    previous = "in_bits"
+    if start >= 0:
+        out.append(f"  wire [{len(g.layers[start]) - 1}:0] l{start};")
+        for j, expression in sorted(sources.items()):
+            out.append(f"  assign l{start}[{j}] = {expression};")
+        previous = f"l{start}"
+    for n in range(start + 1, stop + 1):
+        layer = g.layers[n]
+        out.append(f"  wire [{len(layer) - 1}:0] l{n};")
+        for i in np.flatnonzero(live[n]).tolist():
+            a, b, op = int(layer.a[i]), int(layer.b[i]), int(layer.op[i])
+            out.append(f"  assign l{n}[{i}] = {_sum_of_products(op, previous, a, b)};")
+        previous = f"l{n}"
     # the valid pipe is the core's only reset, a synchronous clear of every stage; the
     # class and scores only count when valid (the core may use valid to simplify its
     # head), so they are x (ignored by the miter) otherwise
-    out.append("  assign out_valid = in_valid & ~rst;")
     out.append("  wire en = in_valid & ~rst;")
-    previous = "in_bits"
-    for n, layer in enumerate(g.layers):
-        out.append(f"  wire [{len(layer) - 1}:0] l{n};")
-        for i, (a, b, op) in enumerate(zip(layer.a.tolist(), layer.b.tolist(),
-                                           layer.op.tolist())):
-            out.append(f"  assign l{n}[{i}] = {_sum_of_products(op, previous, a, b)};")
-        previous = f"l{n}"
-    k = g.group_size
+    if stop == g.depth - 1:
+        k = g.group_size
+        for c in range(g.classes):
+            terms = " + ".join(f"{previous}[{c * k + j}]" for j in range(k))
+            out.append(f"  wire [{sw - 1}:0] s{c} = {(scores or {}).get(c, terms)};")
+    out += list(preamble)
+    if obligations is not None:
+        for k, expression in enumerate(obligations):
+            out.append(f"  assign obl[{k}] = {expression};")
+        if not obligations:
+            out.append("  assign obl = 1'b0;")
+        out.append("endmodule")
+        return "\n".join(out) + "\n"
+    out.append("  assign out_valid = in_valid & ~rst;")
     for c in range(g.classes):
-        terms = " + ".join(f"{previous}[{c * k + j}]" for j in range(k))
-        out.append(f"  wire [{sw - 1}:0] s{c} = {terms};")
         out.append(f"  assign out_scores[{c * sw} +: {sw}] = en ? s{c} : {{{sw}{{1'bx}}}};")
     out.append(f"  reg [{sw - 1}:0] best;")
     out.append("  always @* begin")
@@ -102,16 +158,21 @@ def reference_verilog(graph: GateGraph, *, name: str = "gold") -> str:
 
 
 def _sum_of_products(op: int, previous: str, a: int, b: int) -> str:
+    """Gate ``op`` as a sum of products of its truth table, over the inputs it reads only
+    (a piece of the reference leaves the gates nothing reads undriven, and an undriven
+    bit must not appear even where it cancels out: Yosys may give it a different value
+    in each place)."""
+    reads_a = any(ops.truth(op, 0, vb) != ops.truth(op, 1, vb) for vb in (0, 1))
+    reads_b = any(ops.truth(op, va, 0) != ops.truth(op, va, 1) for va in (0, 1))
     terms = []
-    for va in (0, 1):
-        for vb in (0, 1):
+    for va in (0, 1) if reads_a else (0,):
+        for vb in (0, 1) if reads_b else (0,):
             if ops.truth(op, va, vb):
-                terms.append(f"({'' if va else '~'}{previous}[{a}] & "
-                             f"{'' if vb else '~'}{previous}[{b}])")
+                literals = ([f"{'' if va else '~'}{previous}[{a}]"] if reads_a else []) + \
+                           ([f"{'' if vb else '~'}{previous}[{b}]"] if reads_b else [])
+                terms.append(f"({' & '.join(literals)})" if literals else "1'b1")
     if not terms:
         return "1'b0"
-    if len(terms) == 4:
-        return "1'b1"
     return " | ".join(terms)
 
 
@@ -320,52 +381,649 @@ def check_balanced(netlist_json: dict, latency: int) -> None:
 TRANSPARENT_CELLS = {cell for cells in TRANSPARENT.values() for cell in cells}
 
 
+#: The netlist wires that hold a gate layer's registered bits (``LogicNetCore`` names them).
+_CUT_WIRE = re.compile(r"^layer(\d+)_q$")
+
+#: Random input vectors (x 64) for the signatures that pair netlist registers with gates.
+_SIGNATURE_WORDS = 64
+
+
+def live_gates(graph: GateGraph) -> list[np.ndarray]:
+    """Per layer, which gates the class bits depend on: walks back from the last layer,
+    following only the inputs a gate's op reads (from :func:`lgn_fpga.net.ops.truth`)."""
+    a_used = np.array([any(ops.truth(op, 0, b) != ops.truth(op, 1, b) for b in (0, 1))
+                       for op in range(16)])
+    b_used = np.array([any(ops.truth(op, a, 0) != ops.truth(op, a, 1) for a in (0, 1))
+                       for op in range(16)])
+    live = [np.zeros(len(layer), dtype=bool) for layer in graph.layers]
+    live[-1][:] = True
+    for n in range(graph.depth - 1, 0, -1):
+        layer = graph.layers[n]
+        op = layer.op.astype(np.int64)
+        live[n - 1][layer.a[live[n] & a_used[op]]] = True
+        live[n - 1][layer.b[live[n] & b_used[op]]] = True
+    return live
+
+
+def _simulate(graph: GateGraph, first: int, last: int, values: np.ndarray) -> np.ndarray:
+    """Layers ``first`` to ``last`` of ``graph`` on packed vectors: ``values`` holds one
+    uint64 row per output of layer ``first - 1`` (or per input bit); returns layer
+    ``last``'s rows."""
+    for layer in graph.layers[first:last + 1]:
+        x, y = values[layer.a], values[layer.b]
+        out = np.zeros_like(x)
+        op = layer.op.astype(np.int64)
+        for va in (0, 1):
+            for vb in (0, 1):
+                chosen = ops.truth(op, va, vb).astype(bool)
+                if chosen.any():
+                    term = (x if va else ~x) & (y if vb else ~y)
+                    out |= np.where(chosen[:, None], term, np.uint64(0))
+        values = out
+    return values
+
+
+@dataclass
+class _Stage:
+    """One proof of the staged equivalence check."""
+
+    name: str
+    start: int                # the cut layer it starts from (-1: the input bits)
+    stop: int | None          # the cut layer it ends at (None: the head, to the outputs)
+    gate: dict                # the netlist's cone, as a Yosys JSON module
+    gold: str                 # the reference piece, Verilog
+    obligations: list         # (netlist side, reference side) described, per obl bit
+    wrapper: str = ""         # Verilog module `gate` around the cone (module `gate_core`)
+
+
+def _stages(doc: dict, graph: GateGraph, net: GateGraph) -> list[_Stage]:
+    """Cut the netlist at the registers of the gate layers (wires ``layerN_q``) and build,
+    for each stretch between two cuts and for the head after the last, the netlist's cone
+    and the matching piece of the reference (see the module docstring).
+
+    Raises
+    ------
+    UserError
+        A ``layerN_q`` wire that does not fit ``net``, or a combinational loop.
+    """
+    module = doc["modules"]["top"]
+    ports = module["ports"]
+    input_bits = {b for p in ports.values() if p["direction"] == "input" for b in p["bits"]}
+    cuts: dict[int, list] = {}
+    for wire, entry in module["netnames"].items():
+        m = _CUT_WIRE.match(wire)
+        if not m:
+            continue
+        n = int(m.group(1))
+        if n >= net.depth or len(entry["bits"]) != len(net.layers[n]):
+            raise UserError(f"netlist wire {wire} has {len(entry['bits'])} bits but layer "
+                            f"{n} of the net the core was built from does not")
+        cuts[n] = entry["bits"]
+    layers = sorted(cuts)
+    live = live_gates(graph)
+
+    driver: dict = {}
+    for name, cell in module["cells"].items():
+        for pin, bits in cell["connections"].items():
+            if cell.get("port_directions", {}).get(pin) == "output":
+                for b in bits:
+                    if isinstance(b, int):
+                        driver[b] = name
+    fresh = 1 + max([b for c in module["cells"].values() for bits in c["connections"].values()
+                     for b in bits if isinstance(b, int)] +
+                    [b for p in ports.values() for b in p["bits"] if isinstance(b, int)] + [1])
+
+    # Which netlist register holds which gate is found by simulation: the gates of the gate
+    # graph and of the built net are run on random values *of the previous cut* and
+    # grouped by their outputs (a guess only: each group is then proved). Each group whose
+    # netlist nets are driven becomes one bit of the `cut` input of the pieces after it,
+    # read by all those nets' consumers and by the group's gates in the reference; each net
+    # and gate of the group is proved equal to the group's first in the piece before. Nets
+    # that no live gate matches read a bit of their own (nothing is assumed of them); gates
+    # that nothing in the netlist matches get a `free` bit of their own.
+    rng = np.random.default_rng(0)
+
+    def random_rows(count: int) -> np.ndarray:
+        data = np.frombuffer(rng.bytes(8 * count * _SIGNATURE_WORDS), dtype=np.uint64)
+        return data.reshape(count, _SIGNATURE_WORDS).copy()
+
+    constant_rows = {0: np.zeros(_SIGNATURE_WORDS, dtype=np.uint64)}
+    constant_rows[1] = ~constant_rows[0]
+    constant_keys = {row.tobytes(): v for v, row in constant_rows.items()}
+    ref_values = net_values = random_rows(graph.inputs)
+    cut_index: dict[int, int] = {}     # cut net -> its bit of the `cut` input
+    cut_count = free_count = 0
+    sources: dict[int, dict] = {}     # layer -> gate -> the reference's Verilog for it
+    # layer -> [(the reference's Verilog, netlist side, reference side, netlist bit)]
+    obligations: dict[int, list] = {}
+    previous = -1
+    for n in layers:
+        ours_rows = _simulate(graph, previous + 1, n, ref_values)
+        theirs_rows = _simulate(net, previous + 1, n, net_values)
+        groups: dict[bytes, tuple] = {}
+        for j in np.flatnonzero(live[n]).tolist():
+            key = ours_rows[j].tobytes()
+            groups.setdefault(key, (constant_keys.get(key), [], []))[1].append(j)
+        for i in range(len(net.layers[n])):
+            key = theirs_rows[i].tobytes()
+            groups.setdefault(key, (constant_keys.get(key), [], []))[2].append(i)
+        ref_values = np.zeros((len(graph.layers[n]), _SIGNATURE_WORDS), dtype=np.uint64)
+        net_values = random_rows(len(net.layers[n]))   # undriven nets: anything
+        sources[n], obligations[n] = {}, []
+        for constant, ours, theirs in groups.values():
+            named = {}
+            for i in theirs:
+                named.setdefault(cuts[n][i], f"layer{n}_q[{i}]")
+            driven = [b for b in named if isinstance(b, int) and b in driver
+                      and b not in input_bits and b not in cut_index]
+            fixed = [b for b in named if b in ("0", "1")]
+            rows = {b: constant_rows[int(b)] for b in fixed}
+            if not ours:
+                for b in driven:
+                    cut_index[b] = cut_count
+                    cut_count += 1
+                    rows[b] = random_rows(1)[0]
+            else:
+                first = ours[0]
+                if driven:
+                    row = random_rows(1)[0]
+                    for b in driven:
+                        cut_index[b] = cut_count
+                        rows[b] = row
+                    value = f"cut[{cut_count}]"
+                    cut_count += 1
+                    obligations[n] += [_owe(n, j, named[driven[0]], driven[0]) for j in ours]
+                    obligations[n] += [_owe(n, first, named[b], b) for b in driven[1:] + fixed]
+                elif fixed or constant is not None:
+                    bit = fixed[0] if fixed else str(constant)
+                    row, value = constant_rows[int(bit)], f"1'b{bit}"
+                    name = named[bit] if fixed else f"the constant {bit}"
+                    obligations[n] += [_owe(n, j, name, bit) for j in ours]
+                    obligations[n] += [_owe(n, first, named[b], b) for b in fixed[1:]]
+                else:
+                    value = None
+                for j in ours:
+                    if value is None:
+                        sources[n][j] = f"free[{free_count}]"
+                        free_count += 1
+                        ref_values[j] = random_rows(1)[0]
+                    else:
+                        sources[n][j] = value
+                        ref_values[j] = row
+            for i in theirs:
+                if cuts[n][i] in rows:
+                    net_values[i] = rows[cuts[n][i]]
+        previous = n
+    # The head is cut too, after its first registers (see _head_registers): the gate
+    # graph's last layer is grouped like a cut layer (up to complement, for the core's
+    # x + ~x = 1), one `cut` bit per group; the piece before proves each register equal
+    # to its meaning and each gate equal to its group's bit, the piece after feeds the
+    # registers' readers with their meanings computed from the groups' bits.
+    last = graph.depth - 1
+    registers = _head_registers(module, net, driver)
+    counts = _head_counts(module, net, driver)
+    head_split = bool(registers) and last not in cuts
+    count_scores: dict = {}
+    head_var: dict = {}      # last-layer gate -> (its group's `cut` bit, complemented)
+    adders_owed: list = []   # the popcounts' adders, register by register
+    adders_wires: list = []
+    head_sources: dict = {}
+    head_owed: list = []
+    if head_split:
+        rows = _simulate(graph, previous + 1, last, ref_values)
+        groups = {}
+        for j in range(len(graph.layers[last])):
+            key = min(rows[j].tobytes(), (~rows[j]).tobytes())
+            groups.setdefault(key, []).append((j, rows[j].tobytes() != key))
+        for key, members in groups.items():
+            r, r_flip = members[0]
+            if key in constant_keys:
+                for j, flip in members:
+                    head_sources[j] = f"1'b{int(flip)}"
+                    head_var[j] = (None, int(flip))
+                    head_owed.append((f"l{last}[{j}]", f"the constant {int(flip)}",
+                                      f"gate {j} of layer {last} of the gate graph",
+                                      str(int(flip))))
+                continue
+            for j, flip in members:
+                head_sources[j] = f"{'~' if flip else ''}cut[{cut_count}]"
+                head_var[j] = (cut_count, flip)
+                if j != r:
+                    same = flip == r_flip
+                    head_owed.append((f"l{last}[{j}] ^ l{last}[{r}]",
+                                      f"the constant {int(not same)}",
+                                      f"gate {j} ^ gate {r} of layer {last} of the gate "
+                                      f"graph", str(int(not same))))
+            cut_count += 1
+        meanings = {"bit": "{0}", "xor": "{0} ^ {1}", "and": "{0} & {1}"}
+        for bit, wire, kind, gates in registers:
+            head_owed.append((meanings[kind].format(*(f"l{last}[{g}]" for g in gates)), wire,
+                              f"{kind} of gates {gates} of layer {last} of the gate graph",
+                              bit))
+        trees = _popcount_trees(module, net, driver)
+        if trees is not None and all(_counts_the_score(net, c, form, head_var)
+                                     for c, _, form in trees):
+            # Every register of every adder tree becomes `cut` bits, and a piece proves
+            # each equal to the sum of the registers it adds: tiny problems. That the
+            # last sum is the class's score is arithmetic on the meanings, checked above
+            # (_counts_the_score), with the gate identities the first piece proves.
+            tree_bits = [bit for _, tree, _ in trees for bits, *_ in tree for bit in bits]
+            for bit in tree_bits + [bit for bit, *_ in registers]:
+                if isinstance(bit, int) and bit not in cut_index:
+                    cut_index[bit] = cut_count
+                    cut_count += 1
+
+            def read(bit) -> str:
+                return f"cut[{cut_index[bit]}]" if isinstance(bit, int) else f"1'b{bit}"
+
+            def number(spec) -> str:
+                if spec is None:
+                    return "32'd0"
+                if spec[0] == "const":
+                    return f"32'd{spec[1]}"
+                if spec[0] == "weighted":
+                    return f"32'd{spec[2]} * {read(spec[1])}"
+                return "{" + ", ".join(read(b) for b in reversed(spec[1])) + "}"
+
+            # the argmax reads the last registers: the scores (left ones complemented)
+            for c, _, bits, inverted in counts:
+                if all(isinstance(b, str) or b in cut_index for b in bits):
+                    count_scores[c] = (("~" if inverted else "") + "{"
+                                       + ", ".join(read(b) for b in reversed(bits)) + "}")
+
+            for _, registers_of_tree, _ in trees:
+                for bits, x, y, carry, width, inverted, name in registers_of_tree:
+                    t = f"t{len(adders_wires)}"
+                    adders_wires.append(f"  wire [31:0] {t} = {number(x)} + {number(y)} + "
+                                        f"{number(carry and ('reg', [carry]))};")
+                    for b, bit in enumerate(bits):
+                        value = (f"{'~' if inverted else ''}{t}[{b}]" if b < width
+                                 else f"1'b{int(inverted)}")
+                        adders_owed.append((f"en ? {value} : 1'bx", f"{name}[{b}]",
+                                            f"bit {b} of the sum it adds"
+                                            f"{' (complemented)' if inverted else ''}", bit))
+    reads = {b: fresh + k for b, k in cut_index.items()}
+    cut_bits = list(range(fresh, fresh + max(1, cut_count)))
+    # Undriven nets and x constants the netlist reads become `free` bits of their own: the
+    # proof must hold for any value they take (Yosys's optimizer would otherwise choose).
+    loose: list[int] = []
+    loose_base = cut_bits[-1] + 1 + free_count
+
+    def loose_bit(b) -> int:
+        loose.append(b)
+        return loose_base + len(loose) - 1
+
+    def cone(roots: list, extra: dict | None = None) -> dict:
+        """The cells that drive ``roots``, back to the cut and the ports, reading the cut
+        nets through the `cut` input (an error on a loop)."""
+        cells: dict = {}
+        state: dict = {}   # cell -> 1 while on the path, 2 when done
+        stack = [(b, False) for b in roots if isinstance(b, int) and b in driver]
+        while stack:
+            bit, done = stack.pop()
+            name = driver[bit]
+            if done:
+                state[name] = 2
+                continue
+            if state.get(name) == 2:
+                continue
+            state[name] = 1
+            stack.append((bit, True))
+            cell = module["cells"][name]
+            directions = cell.get("port_directions", {})
+            connections = {}
+            for pin, bits in cell["connections"].items():
+                if directions.get(pin) == "output":
+                    connections[pin] = bits
+                    continue
+                mapped = [(extra or reads).get(b, reads.get(b, b)) if isinstance(b, int)
+                          else b for b in bits]
+                mapped = [loose_bit(b) if b not in ("0", "1") and (
+                    not isinstance(b, int) or (b not in driver and b not in input_bits
+                                               and b < fresh)) else b for b in mapped]
+                connections[pin] = mapped
+                for b in mapped:
+                    if isinstance(b, int) and b in driver and state.get(driver[b]) != 2:
+                        if state.get(driver[b]) == 1:
+                            raise UserError(f"netlist has a combinational loop through "
+                                            f"cell {driver[b]}")
+                        stack.append((b, False))
+            cells[name] = {"type": cell["type"], "parameters": cell.get("parameters", {}),
+                           "port_directions": directions, "connections": connections}
+        return cells
+
+    def gate_module(cells: dict, outputs: dict) -> dict:
+        result = {name: {"direction": "input", "bits": ports[name]["bits"]}
+                  for name in ("clk", "rst", "in_bits", "in_valid") if name in ports}
+        result["cut"] = {"direction": "input", "bits": cut_bits}
+        # gate graph gates' own bits first (unused here), then the netlist's loose bits
+        result["free"] = {"direction": "input",
+                          "bits": list(range(loose_base - free_count,
+                                             loose_base + max(1, len(loose))))}
+        for name, bits in outputs.items():
+            result[name] = {"direction": "output", "bits": bits}
+        return {"ports": result, "cells": cells, "netnames": {}}
+
+    head_bits = {b: loose_base + 1_000_000 + k for k, (b, *_) in enumerate(registers)}
+    pieces = []   # (start, stop, cells, outputs, obligations, sources, glue)
+    start = -1
+    for n in layers:
+        owed = obligations[n]
+        outputs = {"obl": [o[3] for o in owed] or ["0"]}
+        pieces.append((start, n, cone(outputs["obl"]), outputs, owed, sources.get(start), None))
+        start = n
+    outputs = {p: ports[p]["bits"] for p in ("out_valid", "out_class", "out_scores")}
+    roots = [b for bits in outputs.values() for b in bits]
+    if head_split:
+        owed = {"obl": [o[3] for o in head_owed]}
+        pieces.append((start, last, cone(owed["obl"]), owed, head_owed, sources.get(start),
+                       None))
+        if adders_owed:
+            owed = {"obl": [o[3] for o in adders_owed]}
+            pieces.append((last, last, cone(owed["obl"]), owed, adders_owed, head_sources,
+                           None))
+            pieces.append((last, None, cone(roots), outputs, None, head_sources, None))
+        else:
+            pieces.append((last, None, cone(roots, head_bits), outputs, None, head_sources,
+                           registers))
+    else:
+        pieces.append((start, None, cone(roots), outputs, None, sources.get(start), None))
+    free_width = free_count + max(1, len(loose))
+    stages = []
+    for start, stop, cells, outputs, owed, piece_sources, glue in pieces:
+        gold = _reference(graph, live, name="gold", start=start, sources=piece_sources,
+                          obligations=None if owed is None else [o[0] for o in owed],
+                          stop=stop, cut_width=len(cut_bits), free_width=free_width,
+                          scores=count_scores if owed is None else None,
+                          preamble=adders_wires if owed is adders_owed else ())
+        gate = gate_module(cells, outputs)
+        wrapper = ""
+        if glue:
+            gate["ports"]["head"] = {"direction": "input", "bits": list(head_bits.values())}
+            wrapper = _glue(gate["ports"], glue, head_sources, last)
+        stages.append(_Stage(f"stage{len(stages)}", start, stop, gate, gold,
+                             [] if owed is None else [(o[1], o[2]) for o in owed], wrapper))
+    return stages
+
+
+def _owe(n: int, j: int, what: str, bit) -> tuple:
+    """The obligation that netlist bit ``bit`` (``what``) equals gate j of layer n."""
+    return f"l{n}[{j}]", what, f"gate {j} of layer {n} of the gate graph", bit
+
+
+def _head_registers(module: dict, net: GateGraph, driver: dict) -> list:
+    """The head's first registers, from the core's popcount plans (a guess at what each
+    holds, proved like the rest): (netlist bit, its name, "bit" | "xor" | "and", gates of
+    the last layer) for each bit of ``popcount<c>.ha<k>`` (the half adder of two class
+    bits), ``.single<k>``, ``.weighted<k>`` and ``.spare<k>`` (one class bit) found driven
+    in the netlist."""
+    from lgn_fpga.gateware.core import class_counts
+    from lgn_fpga.gateware.head import plan_popcount
+
+    names = module["netnames"]
+    k = net.group_size
+    found = []
+
+    def add(wire: str, meanings: list) -> None:
+        bits = names.get(wire, {}).get("bits", [])
+        if len(bits) != len(meanings):
+            return
+        for i, (bit, (kind, gates)) in enumerate(zip(bits, meanings)):
+            if isinstance(bit, int) and bit in driver:
+                found.append((bit, f"{wire}[{i}]" if len(bits) > 1 else wire, kind, gates))
+
+    for c, counted in enumerate(class_counts(net)):
+        if not counted.bits:
+            continue
+        plan = plan_popcount(len(counted.bits), counted.weights, counted.offset)
+        gate = [c * k + i for i in counted.bits]
+        for n, (i, j) in enumerate(plan.pairs):
+            add(f"popcount{c}.ha{n}", [("xor", (gate[i], gate[j])), ("and", (gate[i], gate[j]))])
+        for what, indices in (("single", plan.singles), ("spare", plan.spares),
+                              ("weighted", [i for i, _ in plan.weighted])):
+            for n, i in enumerate(indices):
+                add(f"popcount{c}.{what}{n}", [("bit", (gate[i],))])
+    seen = set()
+    return [r for r in found if not (r[0] in seen or seen.add(r[0]))]
+
+
+def _head_counts(module: dict, net: GateGraph, driver: dict) -> list:
+    """The popcounts' results: (class, wire name, netlist bits, complemented) for each
+    ``popcount<c>.count`` found driven in the netlist; the core complements the left score
+    of each first argmax pair (:func:`lgn_fpga.gateware.head.left_inverted`)."""
+    from lgn_fpga.gateware.core import class_counts
+    from lgn_fpga.gateware.head import left_inverted
+
+    names = module["netnames"]
+    inverted = left_inverted(net.classes)
+    found = []
+    for c, counted in enumerate(class_counts(net)):
+        wire = f"popcount{c}.count"
+        bits = names.get(wire, {}).get("bits", [])
+        if counted.bits and len(bits) == net.score_width and \
+                all(b in ("0", "1") or (isinstance(b, int) and b in driver) for b in bits):
+            found.append((c, wire, bits, inverted[c]))
+    return found
+
+
+def _popcount_trees(module: dict, net: GateGraph, driver: dict) -> list | None:
+    """Every register of every popcount's adder tree, from the core's plans (a guess at what
+    each holds, proved): per counted class, (class, [(netlist bits, operand x, operand y,
+    carry-in bit or None, width of the sum, complemented, name)], the linear form the last
+    register counts: {last-layer gate: weight, None: constant}). An operand is ("reg",
+    bits), ("weighted", bit, weight), ("const", value) or None. None when a register is
+    missing (the proof then takes the trees whole)."""
+    from lgn_fpga.gateware.core import class_counts
+    from lgn_fpga.gateware.head import left_inverted, plan_popcount
+
+    names = module["netnames"]
+    invert = left_inverted(net.classes)
+    k = net.group_size
+
+    def bits_of(wire: str, width: int) -> list:
+        bits = names.get(wire, {}).get("bits")
+        # a register Yosys found constant is a constant bit (proved like the others)
+        if bits is None or len(bits) != width or \
+                not all(b in ("0", "1") or (isinstance(b, int) and b in driver) for b in bits):
+            raise LookupError(wire)
+        return bits
+
+    def add(*forms) -> dict:
+        total: dict = {}
+        for form in forms:
+            for key, weight in form.items():
+                total[key] = total.get(key, 0) + weight
+        return total
+
+    trees = []
+    try:
+        for c, counted in enumerate(class_counts(net)):
+            if not counted.bits:
+                continue
+            plan = plan_popcount(len(counted.bits), counted.weights, counted.offset)
+            if not plan.levels:
+                return None
+            gate = [c * k + i for i in counted.bits]
+            numbers = [(("reg", bits_of(f"popcount{c}.ha{n}", 2)), add({gate[i]: 1}, {gate[j]: 1}))
+                       for n, (i, j) in enumerate(plan.pairs)]
+            numbers += [(("reg", bits_of(f"popcount{c}.single{n}", 1)), {gate[i]: 1})
+                        for n, i in enumerate(plan.singles)]
+            numbers += [(("weighted", bits_of(f"popcount{c}.weighted{n}", 1)[0], w),
+                         {gate[i]: w}) for n, (i, w) in enumerate(plan.weighted)]
+            if plan.offset:
+                numbers.append((("const", plan.offset), {None: plan.offset}))
+            spares = [(bits_of(f"popcount{c}.spare{n}", 1)[0], {gate[i]: 1})
+                      for n, i in enumerate(plan.spares)]
+            registers = []
+            for level, level_ops in enumerate(plan.levels, 1):
+                new = []
+                for n, (x, y, carry) in enumerate(level_ops):
+                    width = max(1, plan.maxima[level][n].bit_length())
+                    inverted = invert[c] and level == len(plan.levels)
+                    size = max(net.score_width, max(1, plan.top.bit_length())) if inverted \
+                        else width
+                    name = f"popcount{c}.sum{level}_{n}" + ("_n" if inverted else "")
+                    bits = bits_of(name, size)
+                    form = add(numbers[x][1], numbers[y][1] if y >= 0 else {},
+                               spares[carry][1] if carry >= 0 else {})
+                    registers.append((bits, numbers[x][0], numbers[y][0] if y >= 0 else None,
+                                      spares[carry][0] if carry >= 0 else None, width, inverted,
+                                      name))
+                    new.append((("reg", bits), form))
+                numbers = new
+            trees.append((c, registers, numbers[0][1]))
+    except LookupError:
+        return None
+    return trees
+
+
+def _counts_the_score(net: GateGraph, c: int, form: dict, head_var: dict) -> bool:
+    """Whether ``form`` (a weighted sum of last-layer gates plus a constant) equals class
+    c's score, the plain count of its gates, once each gate is written as its group's bit
+    (or its complement, 1 - bit) or constant, as the first piece of the head proves."""
+    def over_bits(form: dict) -> dict:
+        total: dict = {}
+        for gate, weight in form.items():
+            if gate is None:
+                total[None] = total.get(None, 0) + weight
+                continue
+            bit, flip = head_var[gate]
+            if bit is None:
+                total[None] = total.get(None, 0) + weight * flip
+            elif flip:
+                total[None] = total.get(None, 0) + weight
+                total[bit] = total.get(bit, 0) - weight
+            else:
+                total[bit] = total.get(bit, 0) + weight
+        return {key: value for key, value in total.items() if value}
+
+    k = net.group_size
+    return over_bits(form) == over_bits({c * k + j: 1 for j in range(k)})
+
+
+def _glue(ports: dict, registers: list, sources: dict, last: int) -> str:
+    """Verilog module ``gate``: ``gate_core`` (the netlist's cone) with its ``head`` input,
+    the registers it reads, fed by their meanings over the reference's last layer."""
+    def width(name):
+        return len(ports[name]["bits"])
+
+    inputs = [name for name in ("clk", "rst", "in_bits", "in_valid", "cut", "free")]
+    outputs = [name for name, port in ports.items() if port["direction"] == "output"]
+    lines = [f"module gate({', '.join(inputs + outputs)});"]
+    lines += [f"  input [{width(name) - 1}:0] {name};" for name in inputs]
+    lines += [f"  output [{width(name) - 1}:0] {name};" for name in outputs]
+    lines.append(f"  wire [{len(registers) - 1}:0] head;")
+    value = {"bit": "{0}", "xor": "{0} ^ {1}", "and": "{0} & {1}"}
+    for k, (_, _, kind, gates) in enumerate(registers):
+        lines.append(f"  assign head[{k}] = "
+                     f"{value[kind].format(*(f'({sources[g]})' for g in gates))};")
+    connections = ", ".join(f".{name}({name})" for name in inputs + outputs + ["head"])
+    lines.append(f"  gate_core core({connections});")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
 def prove_netlist(graph: GateGraph, netlist: str, latency: int, *, family: str = "ice40",
-                  timeout: float | None = None) -> tuple[bool, str | None, float]:
+                  timeout: float | None = None,
+                  net: GateGraph | None = None) -> tuple[bool, str | None, float]:
     """Prove that ``netlist`` (module ``top``, cells of ``family``) computes what
     ``graph`` does, ``latency`` cycles later, from any state (see the module docstring).
-    Returns (proved, the first differing output or None, seconds).
+    ``net`` is the graph the core was built from (default: ``graph`` optimized, as
+    :func:`synthesize` builds it); it only pairs registers with gates, the proof is
+    against ``graph``. Returns (proved, the first difference or None, seconds).
 
     Raises
     ------
     UserError
         Yosys failing, an unbalanced pipeline, or taking longer than ``timeout`` seconds.
     """
+    proved, difference, seconds, _ = _prove_staged(graph, netlist, latency, family=family,
+                                                   timeout=timeout, net=net)
+    return proved, difference, seconds
+
+
+def _prove_staged(graph, netlist, latency, *, family, timeout, net):
     import json
 
+    from lgn_fpga.net.optimize import design_graph
+
     started = time.perf_counter()
+    if net is None:
+        net, _ = design_graph(graph)
+    if net.depth != graph.depth or net.inputs != graph.inputs:
+        raise UserError(f"the built net has {net.depth} layers and {net.inputs} inputs, the "
+                        f"gate graph {graph.depth} and {graph.inputs}: not the same net")
     with tempfile.TemporaryDirectory(prefix="lgn-fpga-formal.") as tmp:
         work = Path(tmp)
         (work / "netlist.il").write_text(netlist)
         _yosys("read_rtlil netlist.il\nwrite_json netlist.json\n", work, "yosys write_json")
-        check_balanced(json.loads((work / "netlist.json").read_text()), latency)
-        models = cell_models(family, netlist, replace=TRANSPARENT[family])
-        (work / "cells.v").write_text(models)
-        (work / "gold.v").write_text(reference_verilog(graph))
-        script = "\n".join([
-            "read_verilog -icells cells.v",
-            "read_rtlil netlist.il",
-            "rename top gate",
-            # derive the parameterized cells (LUT_INIT) before anything else is in the design
-            "hierarchy -top gate",
-            "proc",
-            "flatten",
-            "read_verilog gold.v",
-            "proc",
-            "miter -equiv -flatten -make_outputs -ignore_gold_x gold gate miter",
-            "hierarchy -top miter",
-            "flatten",
-            "opt -fast",
-            "sat -verify -prove trigger 0 -show-ports miter",
-        ]) + "\n"
-        log = _yosys(script, work, "yosys sat (formal equivalence)", timeout=timeout)
+        doc = json.loads((work / "netlist.json").read_text())
+        check_balanced(doc, latency)
+        stages = _stages(doc, graph, net)
+        (work / "cells.v").write_text(cell_models(family, netlist, replace=TRANSPARENT[family]))
+        script = ["read_verilog -icells cells.v", "design -save cells"]
+        for stage in stages:
+            top = "gate_core" if stage.wrapper else "gate"
+            (work / f"{stage.name}.json").write_text(
+                json.dumps({"modules": {top: stage.gate}}))
+            (work / f"{stage.name}.v").write_text(stage.gold)
+            (work / f"{stage.name}_glue.v").write_text(stage.wrapper)
+            script += [
+                "design -load cells",
+                f"read_json {stage.name}.json",
+            ] + ([f"read_verilog {stage.name}_glue.v"] if stage.wrapper else []) + [
+                # derive the parameterized cells (LUT_INIT) before the reference is read
+                "hierarchy -top gate",
+                "proc",
+                "flatten",
+                f"read_verilog {stage.name}.v",
+                "proc",
+                "miter -equiv -flatten -make_outputs -ignore_gold_x gold gate miter",
+                "hierarchy -top miter",
+                "flatten",
+                "opt -fast",
+                f"log {_MARK}{stage.name}",
+                "sat -prove trigger 0 -show-ports miter",
+            ]
+        log = _yosys("\n".join(script) + "\n", work, "yosys sat (formal equivalence)",
+                     timeout=timeout)
     seconds = time.perf_counter() - started
-    if "SAT proof finished - no model found: SUCCESS!" in log:
-        return True, None, seconds
-    return False, _difference(log, graph), seconds
+    sections = dict(re.findall(rf"^{_MARK}(\w+)\n(.*?)(?=^{_MARK}|\Z)", log, re.M | re.S))
+    for stage in stages:
+        section = sections.get(stage.name, "")
+        if "SAT proof finished - no model found: SUCCESS!" in section:
+            continue
+        if stage.stop is None:
+            return False, _difference(section, graph, show_input=stage.start < 0), seconds, \
+                stages
+        return False, _stage_difference(section, stage), seconds, stages
+    return True, None, seconds, stages
 
 
-def _difference(log: str, graph: GateGraph) -> str:
+_MARK = "lgn-fpga formal stage "
+
+
+def _stage_difference(log: str, stage: _Stage) -> str:
+    """The first register of a piece whose value differs from what the gate graph gives."""
+    rows = {m.group(1): m.group(2) for m in
+            re.finditer(r"^\s+\\(\S+)\s+\S+\s+\S+\s+([01x]+)\s*$", log, re.M)}
+    gold, gate = rows.get("gold_obl"), rows.get("gate_obl")
+    if gold is None or gate is None or gold == gate:
+        return "the proof failed (no differing register found in Yosys's counterexample)"
+    width = len(gold)
+    k = next(width - 1 - i for i in range(width) if gold[i] != gate[i])
+    what, reference = stage.obligations[k]
+    if stage.start < 0:
+        origin = "the input bits"
+    elif stage.stop == stage.start:
+        origin = "the head's registers it reads"
+    else:
+        origin = f"the registers of layer {stage.start}"
+    return (f"{what} differs: the netlist holds {gate[width - 1 - k]} where {reference} "
+            f"gives {gold[width - 1 - k]}, for some value of {origin}")
+
+
+def _difference(log: str, graph: GateGraph, *, show_input: bool = True) -> str:
     """The first output that differs in Yosys's counterexample table, with the input."""
     rows: dict[tuple[int, str], str] = {}
     for m in re.finditer(r"^\s+\\(\S+)\s+\S+\s+\S+\s+([01x]+)\s*$", log, re.M):
@@ -378,7 +1036,8 @@ def _difference(log: str, graph: GateGraph) -> str:
         width = len(gold)
         bit = next(width - 1 - i for i in range(width) if gold[i] != gate[i])
         bits = rows.get((1, "in_in_bits"))
-        shown = f" for in_bits = {int(bits, 2):#x}" if bits and set(bits) <= {"0", "1"} else ""
+        shown = (f" for in_bits = {int(bits, 2):#x}"
+                 if show_input and bits and set(bits) <= {"0", "1"} else "")
         if port == "out_scores":
             sw = graph.score_width
             c = bit // sw
@@ -403,11 +1062,16 @@ def prove(graph: GateGraph, *, family: str = "ice40", pipeline: int | None = Non
     UserError
         An unknown family, Yosys failing, or the proof taking longer than ``timeout``.
     """
+    from lgn_fpga.net.optimize import design_graph
+
     started = time.perf_counter()
+    net, _ = design_graph(graph, optimize=optimize)
     netlist, latency = synthesize(graph, family=family, pipeline=pipeline, optimize=optimize)
     synth_seconds = time.perf_counter() - started
-    proved, difference, seconds = prove_netlist(graph, netlist, latency, family=family,
-                                                timeout=timeout)
+    proved, difference, seconds, stages = _prove_staged(graph, netlist, latency,
+                                                        family=family, timeout=timeout,
+                                                        net=net)
     cells = len(re.findall(r"^\s*cell ", netlist, re.M))
+    cuts = tuple(s.stop for s in stages if s.stop is not None and s.stop < graph.depth - 1)
     return FormalResult(proved, family, latency, cells, graph.gates, round(synth_seconds, 2),
-                        round(seconds, 2), difference)
+                        round(seconds, 2), difference, len(stages), cuts)

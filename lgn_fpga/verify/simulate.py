@@ -224,7 +224,7 @@ def layer_values(core: LogicNetCore, row: np.ndarray) -> list[np.ndarray]:
         ctx.set(core.in_valid, 1)
         for cycle in range(core.gate_latency):
             for n, signal in enumerate(core.layer_signals):
-                if n // core.pipeline == cycle:
+                if core.layer_cycle[n] == cycle:
                     seen[n] = ctx.get(signal)
             await ctx.tick()
             ctx.set(core.in_valid, 0)
