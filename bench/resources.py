@@ -6,8 +6,8 @@ registered class on pins; Yosys defaults; nextpnr on the UP5K at --freq 150 or t
 at --freq 300), once with the head and core of ``--old-rev`` and once with this checkout's.
 Both go through a small ``lgn-fpga`` wrapper put first on PATH: the old one swaps in the old
 ``gateware/head.py`` and ``core.py``; the new one gives ``LogicNetCore`` the options of
-``--core`` (JSON; by default block-RAM popcount tables: all 30 SB_RAM40_4K of the UP5K as
-1024 x 4, or 208 ECP5 DP16KD as 4096 x 4). Where Yosys 0.70's ABC9 crashes (some ECP5
+``--core`` (JSON; by default block-RAM popcount tables: 30 as 1024 x 4, all the
+SB_RAM40_4K of the UP5K; see ``NEW_CORE``). Where Yosys 0.70's ABC9 crashes (some ECP5
 designs), the synthesis is rerun with classic ABC for the LUT mapping, as ``lgn-fpga
 build`` does, and the row says ``abc``.
 
@@ -53,10 +53,12 @@ HERE = Path(__file__).resolve().parent
 #: the revision whose head is "old": the registered-every-level head before issue 11.
 OLD_REV = "63b1538"
 
-#: LogicNetCore options of the "new" builds, per family: every block RAM of the device as
-#: popcount tables (the core alone uses none otherwise).
+#: LogicNetCore options of the "new" builds, per family: block RAMs as popcount tables (the
+#: core alone uses none otherwise): all 30 of the UP5K; on ECP5 as many, of 10 bits too,
+#: because 4096-word tables (12 bits, a whole DP16KD) reach Yosys as 4096 initial writes
+#: each from the exported Verilog, and 60 of them kept Yosys busy for over 20 minutes.
 NEW_CORE = {"ice40": {"popcount_tables": 30, "table_bits": 10},
-            "ecp5": {"popcount_tables": 208, "table_bits": 12}}
+            "ecp5": {"popcount_tables": 30, "table_bits": 10}}
 
 OLD_WRAPPER = '''#!/usr/bin/env python3
 """lgn-fpga with gateware/head.py and core.py of an older revision swapped in."""

@@ -527,7 +527,8 @@ def test_without_a_board_simulate_and_export_share_the_default(small_model, tmp_
     exported = tmp_path / "core.v"
     CliRunner().invoke(main, ["export", str(small_model), "--format", "verilog", "-o",
                               str(exported)])
-    assert f"a register every {DEFAULT_PIPELINE} layers" in exported.read_text()
+    assert DEFAULT_PIPELINE == 0  # the default: registers placed from the LUT depth
+    assert "from the LUT depth" in exported.read_text()
     from lgn_fpga.verify.board import simulated_top
 
     top = simulated_top(gg.load(small_model), "uart", divisor=4, pipeline=None)

@@ -86,9 +86,11 @@ def header(core: LogicNetCore, fmt: str, *, name: str, model_sha256: str,
          f"core ({core.lanes} lane(s)) holds one input at a time (docs/folded.md)."
          if folded else
          f"Latency: {core.latency} cycles (input in cycle t -> out_valid in cycle "
-         f"t + {core.latency}): {core.gate_latency} gate stages (registers after layers "
-         f"{', '.join(map(str, core.register_after)) or 'none'}), "
-         f"{core.popcount_latency} popcount, "
+         f"t + {core.latency}): {core.gate_latency} gate stages ("
+         + (f"a register every {core.pipeline} layers" if core.pipeline else
+            "registers after layers "
+            f"{', '.join(map(str, core.register_after)) or 'none'}, from the LUT depth")
+         + f"), {core.popcount_latency} popcount, "
          f"{core.argmax_latency} argmax."),
     ]
     return "".join(f"{c} {line}".rstrip() + "\n" for line in lines) + "\n"

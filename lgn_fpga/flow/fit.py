@@ -18,8 +18,8 @@ from __future__ import annotations
 from lgn_fpga.errors import UserError
 from lgn_fpga.net.graph import GateGraph
 
-__all__ = ["LUTS_PER_LOGIC_GATE", "UART_OVERHEAD_FFS", "UART_OVERHEAD_LUTS", "check_fit", "core_resources",
-           "estimate"]
+__all__ = ["LUTS_PER_LOGIC_GATE", "UART_OVERHEAD_FFS", "UART_OVERHEAD_LUTS", "check_fit",
+           "core_resources", "estimate"]
 
 # Receiver, sender, result FIFO, UARTs, heartbeat: measured on iCE40 with a 107-gate net as
 # 701 LUT4 and 724 FFs in all, of which the net and its head are ~150 of each.

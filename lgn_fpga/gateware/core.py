@@ -9,11 +9,13 @@ Ports (the contract board tops code against)::
     out_scores Out(ArrayLayout(score_width, C))     popcount of each class's group of k bits
 
 The timing contract is :data:`lgn_fpga.gateware.contract.STREAM_CONTRACT`. ``in_bits``
-feeds the first gate layer combinationally; the result of every ``pipeline``-th gate layer
-except the last is registered. The last layer feeds the class head's half adders directly
-(no register between them, so the mapper merges the two; their registers end the last gate
-stage), then come the registered adder trees and comparator tree (see
-:mod:`lgn_fpga.gateware.head`; latency formula in docs/core.md).
+feeds the first gate layer combinationally; the gate layers in ``register_after`` are
+registered: by default where the estimated LUT depth of a stage reaches ``stage_luts``
+(:func:`place_registers`), or after every ``pipeline``-th layer; never the last. The last
+layer feeds the class head's half adders directly (no register between them, so the mapper
+merges the two; their registers end the last gate stage), then come the registered adder
+trees and comparator tree (see :mod:`lgn_fpga.gateware.head`; latency formula in
+docs/core.md).
 
 Every gate layer is one named Signal (``layer0``, ``layer1``, ...; its register, where it
 has one, is ``layerN_q``) driven by a single ``Cat`` of per-gate expressions: one
@@ -52,8 +54,7 @@ AUTO = 0
 DEFAULT_PIPELINE = AUTO
 
 #: LUT4 levels per register stage when registers are placed from the mapped depth: two LUT
-#: levels and their routing fit 10 ns on the iCE40 UP5K and 4 ns on the ECP5 (measured in
-#: docs/core.md).
+#: levels and their routing take just under 10 ns on the iCE40 UP5K (docs/core.md).
 DEFAULT_STAGE_LUTS = 2
 
 #: inputs of a LUT (iCE40 and ECP5 both have LUT4s).

@@ -12,7 +12,8 @@ cell. The head is shaped by that:
      two gates of the net's last layer that feed it: ``g1(a, b) ^ g2(c, d)`` is one LUT4,
      as the gates alone would be, so this level costs (almost) nothing. Its outputs are
      registered (the LUT's own flip-flop). Bits that are not paired ("spares") are
-     registered too and enter the next level as carry-ins.
+     registered too and enter the adder levels as carry-ins; groups of bits may instead be
+     counted by lookup tables in block RAM (``tables``).
   2. *Adder levels*: neighbouring counts are summed, ``x + y + carry_in``, each sum exactly
      as wide as its largest value, so each maps to one short carry chain (one cell per sum
      bit) and the spare bits ride in as the chains' carry-ins (a third operand per adder
@@ -381,7 +382,8 @@ class ArgMax(wiring.Component):
         if not r_inv and l_inv:
             return (Cat(r, Const(0, 1)) + l)[w]  # r + ~l_true overflows iff r > l_true
         if r_inv and not l_inv:
-            return ~(Cat(l, Const(0, 1)) + r)[w]  # l + ~r overflows iff l > r: r > l is not
+            # l + ~r + 1 overflows iff l >= r; r > l is its negation (a tie is not a win)
+            return ~(Cat(l, Const(0, 1)) + r + 1)[w]
         return (~r if r_inv else r) > (~l if l_inv else l)
 
     def _index_mux(self, right_wins, ri, li, registered, stage):

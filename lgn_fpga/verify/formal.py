@@ -607,41 +607,91 @@ def _stages(doc: dict, graph: GateGraph, net: GateGraph) -> list[_Stage]:
             # each equal to the sum of the registers it adds: tiny problems. That the
             # last sum is the class's score is arithmetic on the meanings, checked above
             # (_counts_the_score), with the gate identities the first piece proves.
+            # Registers that add only constants hold a constant while the data is valid
+            # (x ^ ~valid otherwise, see Popcount), and Yosys may merge them with other
+            # such flip-flops (the argmax's constant index bits): they are not cut, their
+            # readers see the real net, and the sums that read them use the constant.
+            fixed: dict = {}
+
+            def constant(spec):
+                if spec is None:
+                    return 0
+                if spec[0] == "const":
+                    return spec[1]
+                bits = [spec[1]] if spec[0] == "weighted" else spec[1]
+                values = [int(b) if isinstance(b, str) else fixed.get(b) for b in bits]
+                if None in values:
+                    return None
+                if spec[0] == "weighted":
+                    return spec[2] * values[0]
+                return sum(v << i for i, v in enumerate(values))
+
+            for _, registers_of_tree, _ in trees:
+                for bits, x, y, carry, width, inverted, _ in registers_of_tree:
+                    parts = [constant(x), constant(y),
+                             constant(carry and ("reg", [carry]))]
+                    if None not in parts:
+                        total = sum(parts) % (1 << width)
+                        for b, bit in enumerate(bits):
+                            if isinstance(bit, int):
+                                fixed[bit] = (((total >> b) & 1) if b < width else 0) ^ inverted
+            # A register net Yosys merged with a flip-flop outside the popcounts (the same
+            # function of the valid pipe) is not cut either: its readers see the real net,
+            # and the sums that read it use its sum.
+            merged: dict = {}
+            outside = {b for wire, entry in module["netnames"].items()
+                       if not wire.startswith("popcount") for b in entry["bits"]}
+            for _, registers_of_tree, _ in trees:
+                for bits, *_, name in registers_of_tree:
+                    for b, bit in enumerate(bits):
+                        if isinstance(bit, int) and bit in outside and bit not in fixed:
+                            merged[bit] = (name, b)
             tree_bits = [bit for _, tree, _ in trees for bits, *_ in tree for bit in bits]
             for bit in tree_bits + [bit for bit, *_ in registers]:
-                if isinstance(bit, int) and bit not in cut_index:
+                if isinstance(bit, int) and bit not in cut_index and bit not in fixed \
+                        and bit not in merged:
                     cut_index[bit] = cut_count
                     cut_count += 1
 
             def read(bit) -> str:
-                return f"cut[{cut_index[bit]}]" if isinstance(bit, int) else f"1'b{bit}"
+                if isinstance(bit, str):
+                    return f"1'b{bit}"
+                if bit in fixed:
+                    return f"1'b{fixed[bit]}"
+                if bit in merged:
+                    return merged[bit]
+                return f"cut[{cut_index[bit]}]"
 
-            def number(spec) -> str:
+            def number(spec, size: int) -> str:
                 if spec is None:
-                    return "32'd0"
+                    return f"{size}'d0"
                 if spec[0] == "const":
-                    return f"32'd{spec[1]}"
+                    return f"{size}'d{spec[1] % (1 << size)}"
                 if spec[0] == "weighted":
-                    return f"32'd{spec[2]} * {read(spec[1])}"
+                    return f"({read(spec[1])} ? {size}'d{spec[2] % (1 << size)} : {size}'d0)"
                 return "{" + ", ".join(read(b) for b in reversed(spec[1])) + "}"
-
-            # the argmax reads the last registers: the scores (left ones complemented)
-            for c, _, bits, inverted in counts:
-                if all(isinstance(b, str) or b in cut_index for b in bits):
-                    count_scores[c] = (("~" if inverted else "") + "{"
-                                       + ", ".join(read(b) for b in reversed(bits)) + "}")
 
             for _, registers_of_tree, _ in trees:
                 for bits, x, y, carry, width, inverted, name in registers_of_tree:
-                    t = f"t{len(adders_wires)}"
-                    adders_wires.append(f"  wire [31:0] {t} = {number(x)} + {number(y)} + "
-                                        f"{number(carry and ('reg', [carry]))};")
+                    t, size = f"t{len(adders_wires)}", width + 1
+                    adders_wires.append(f"  wire [{width}:0] {t} = {number(x, size)} + "
+                                        f"{number(y, size)} + "
+                                        f"{number(carry and ('reg', [carry]), size)};")
                     for b, bit in enumerate(bits):
                         value = (f"{'~' if inverted else ''}{t}[{b}]" if b < width
                                  else f"1'b{int(inverted)}")
+                        if bit in merged:
+                            merged[bit] = f"({value})"
                         adders_owed.append((f"en ? {value} : 1'bx", f"{name}[{b}]",
                                             f"bit {b} of the sum it adds"
                                             f"{' (complemented)' if inverted else ''}", bit))
+
+            # the argmax reads the last registers: the scores (left ones complemented)
+            for c, _, bits, inverted in counts:
+                if all(isinstance(b, str) or b in cut_index or b in fixed or b in merged
+                       for b in bits):
+                    count_scores[c] = (("~" if inverted else "") + "{"
+                                       + ", ".join(read(b) for b in reversed(bits)) + "}")
     reads = {b: fresh + k for b, k in cut_index.items()}
     cut_bits = list(range(fresh, fresh + max(1, cut_count)))
     # Undriven nets and x constants the netlist reads become `free` bits of their own: the
@@ -735,7 +785,8 @@ def _stages(doc: dict, graph: GateGraph, net: GateGraph) -> list[_Stage]:
                           obligations=None if owed is None else [o[0] for o in owed],
                           stop=stop, cut_width=len(cut_bits), free_width=free_width,
                           scores=count_scores if owed is None else None,
-                          preamble=adders_wires if owed is adders_owed else ())
+                          preamble=adders_wires if owed is adders_owed or owed is None
+                          else ())
         gate = gate_module(cells, outputs)
         wrapper = ""
         if glue:
