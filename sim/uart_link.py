@@ -54,6 +54,28 @@ def uart_testbench(rx, tx, divisor: int, *, take_input, give_output, stop):
     return bench
 
 
+def exchange(top, data: bytes, *, until, divisor: int = SIM_DIVISOR, after: int = 0,
+             max_cycles: int = 200_000) -> bytes:
+    """Run ``top`` (with ``rx``/``tx`` ports) in Amaranth's simulator, send it ``data`` over
+    its UART once ``after`` clocks have passed, and return what it sends back once
+    ``until(received)`` is true or ``max_cycles`` clocks have run."""
+    pending, received, cycles = [bytes(data)], bytearray(), [0]
+
+    def take():
+        return pending.pop() if pending and cycles[0] > after else b""
+
+    def stop():
+        cycles[0] += 1
+        return until(bytes(received)) or cycles[0] > max_cycles
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(uart_testbench(top.rx, top.tx, divisor, take_input=take,
+                                     give_output=received.extend, stop=stop))
+    sim.run()
+    return bytes(received)
+
+
 class PtyBoard:
     """A top with ``rx``/``tx`` ports in a simulator thread, its UART on a pty.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 from conftest import invoke
-from lgn_fpga.sim.uart_link import SIM_DIVISOR, uart_testbench
+from lgn_fpga.sim.uart_link import SIM_DIVISOR, exchange
 
 from lgn_fpga import protocol as p
 from lgn_fpga.errors import UserError
@@ -126,26 +126,6 @@ def test_folded_core_agrees_with_golden_in_cxxrtl():
 # -- the tops -----------------------------------------------------------------------------
 
 
-def _run_uart(top, data: bytes, *, until, max_cycles=400_000):
-    pending = [bytes(data)]
-    received = bytearray()
-    cycles = [0]
-
-    def take():
-        return pending.pop() if pending else b""
-
-    def stop():
-        cycles[0] += 1
-        return until(bytes(received)) or cycles[0] > max_cycles
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(uart_testbench(top.rx, top.tx, SIM_DIVISOR, take_input=take,
-                                     give_output=received.extend, stop=stop))
-    sim.run()
-    return bytes(received)
-
-
 def test_uart_top_with_a_folded_core_answers_back_to_back_frames():
     # latency longer than one frame: the second request waits for the core (in_ready low)
     g = random_graph(10, 3, 110, 4, seed=3)
@@ -157,7 +137,7 @@ def test_uart_top_with_a_folded_core_answers_back_to_back_frames():
     bits = random_bits(g.inputs, 3, 9)
     data = b"".join(layout.encode_request(20 + i, row) for i, row in enumerate(bits))
     decoder = p.Decoder(p.response_lengths(layout))
-    out = _run_uart(top, data, until=lambda r: len(p.Decoder(
+    out = exchange(top, data, max_cycles=400_000, until=lambda r: len(p.Decoder(
         p.response_lengths(layout)).feed(r)) >= 3)
     frames = decoder.feed(out)
     want = golden.predict(g, bits)
@@ -174,21 +154,9 @@ def _infer_through_uart(top, graph, vectors=3, *, after=0, max_cycles=400_000,
     layout = top.layout if hasattr(top, "layout") else top.top.layout
     bits = random_bits(graph.inputs, vectors, 9)
     data = b"".join(layout.encode_request(20 + i, row) for i, row in enumerate(bits))
-    pending, received, cycles = [data], bytearray(), [0]
-
-    def take():
-        return pending.pop() if pending and cycles[0] > after else b""
-
-    def stop():
-        cycles[0] += 1
-        return len(p.Decoder(p.response_lengths(layout)).feed(bytes(received))) >= vectors \
-            or cycles[0] > max_cycles
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(uart_testbench(top.rx, top.tx, divisor, take_input=take,
-                                     give_output=received.extend, stop=stop))
-    sim.run()
+    received = exchange(
+        top, data, divisor=divisor, after=after, max_cycles=max_cycles,
+        until=lambda r: len(p.Decoder(p.response_lengths(layout)).feed(r)) >= vectors)
     frames = p.Decoder(p.response_lengths(layout)).feed(bytes(received))
     want = golden.predict(graph, bits)
     got = [layout.decode_result(payload) for _, payload in frames]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 from amaranth.utils import bits_for
-from lgn_fpga.sim.uart_link import SIM_DIVISOR, uart_testbench
+from lgn_fpga.sim.uart_link import SIM_DIVISOR, exchange, uart_testbench
 
 from lgn_fpga import protocol as p
 from lgn_fpga.gateware.pll import ecp5_pll_params, ice40_pll_params
@@ -17,23 +17,7 @@ DIVISOR = SIM_DIVISOR
 
 def run_uart(top, data: bytes, *, until, max_cycles=200_000):
     """Send ``data`` into ``top``; return what it sends back once ``until(received)``."""
-    pending = [bytes(data)]
-    received = bytearray()
-    cycles = [0]
-
-    def take():
-        return pending.pop() if pending else b""
-
-    def stop():
-        cycles[0] += 1
-        return until(bytes(received)) or cycles[0] > max_cycles
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(uart_testbench(top.rx, top.tx, DIVISOR, take_input=take,
-                                 give_output=received.extend, stop=stop))
-    sim.run()
-    return bytes(received)
+    return exchange(top, data, until=until, divisor=DIVISOR, max_cycles=max_cycles)
 
 
 def frames_of(data: bytes, layout=None):
