@@ -28,3 +28,27 @@ def model_file(tmp_path):
 def invoke(*args):
     """Run the CLI in-process; exceptions propagate so a traceback fails the test loudly."""
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def run_bist(design, max_cycles=20_000, *, top=None):
+    """Run a BIST ``design`` (or a wrapper of the BistTop ``top``) in Amaranth's simulator
+    until it is done or ``max_cycles`` have passed; returns its result registers."""
+    from amaranth.sim import Simulator
+
+    top = top or design
+    out = {}
+
+    async def bench(ctx):
+        for _ in range(max_cycles):
+            await ctx.tick()
+            if ctx.get(top.done):
+                break
+        out.update(done=ctx.get(top.done), passed=ctx.get(top.passed),
+                   failed=ctx.get(top.failed), cycles=ctx.get(top.cycles),
+                   first=ctx.get(top.first_failure))
+
+    sim = Simulator(design)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return out

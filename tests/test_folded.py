@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import invoke
+from conftest import invoke, run_bist
 from lgn_fpga.sim.uart_link import SIM_DIVISOR, exchange
 
 from lgn_fpga import protocol as p
@@ -285,35 +285,16 @@ def test_flash_writes_the_program_image_before_the_bitstream(tmp_path, monkeypat
         flash(ice, out=out, dry_run=True, echo=lines.append)
 
 
-def _run_bist(design, max_cycles, top=None):
-    top = top or design
-    out = {}
-
-    async def bench(ctx):
-        for _ in range(max_cycles):
-            await ctx.tick()
-            if ctx.get(top.done):
-                break
-        out.update(done=ctx.get(top.done), passed=ctx.get(top.passed),
-                   cycles=ctx.get(top.cycles), first=ctx.get(top.first_failure))
-
-    sim = Simulator(design)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return out
-
-
 def test_bist_top_with_a_folded_core_passes_and_catches_a_bad_vector():
     g = random_graph(10, 3, 16, 4, seed=3)
     bits = random_bits(g.inputs, 8, 2)
     core = FoldedCore(g, lanes=2)
-    out = _run_bist(BistTop(g, bits, divisor=SIM_DIVISOR, core=core), 20 * core.latency)
+    out = run_bist(BistTop(g, bits, divisor=SIM_DIVISOR, core=core), 20 * core.latency)
     assert out["done"] and out["passed"]
     assert out["cycles"] >= 8 * core.latency
     top = BistTop(g, bits, divisor=SIM_DIVISOR, core=FoldedCore(g, lanes=2))
     top.expected[5] ^= 1
-    out = _run_bist(top, 20 * core.latency)
+    out = run_bist(top, 20 * core.latency)
     assert out["done"] and not out["passed"] and out["first"] == 5
 
 
@@ -324,7 +305,7 @@ def test_bist_top_waits_for_the_program_to_boot_from_flash():
     bits = random_bits(g.inputs, 4, 2)
     core = FoldedCore(g, lanes=2, program="spram")
     top = BistTop(g, bits, divisor=SIM_DIVISOR, core=core)
-    out = _run_bist(FlashBoard(top), 20_000, top=top)
+    out = run_bist(FlashBoard(top), 20_000, top=top)
     assert out["done"] and out["passed"]
 
 

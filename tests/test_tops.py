@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 from amaranth.utils import bits_for
+from conftest import run_bist
 from lgn_fpga.sim.uart_link import SIM_DIVISOR, exchange, uart_testbench
 
 from lgn_fpga import protocol as p
@@ -115,25 +116,6 @@ def test_uart_top_info_describes_the_net(net):
     assert kind == p.RSP_INFO
     assert (info.inputs, info.classes, info.latency) == (net.inputs, net.classes, top.latency)
     assert info.model_hash == "ab" * p.HASH_BYTES and info.clock_hz == 12_000_000
-
-
-def run_bist(top, max_cycles=20_000):
-    out = {}
-
-    async def bench(ctx):
-        for _ in range(max_cycles):
-            await ctx.tick()
-            if ctx.get(top.done):
-                break
-        out.update(done=ctx.get(top.done), passed=ctx.get(top.passed),
-                   failed=ctx.get(top.failed), cycles=ctx.get(top.cycles),
-                   first=ctx.get(top.first_failure))
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return out
 
 
 @pytest.mark.parametrize("pipeline", [1, 2])
