@@ -1,6 +1,7 @@
 """The golden model agrees with a deliberately naive per-sample, per-gate evaluator."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,15 +63,16 @@ def test_features_go_through_the_thermometer_encoding():
                                   [[1, 0, 1, 1], [0, 0, 1, 0]])
 
 
-def test_many_blocks_and_a_short_last_one_match_the_naive_evaluator():
-    # 2500 samples: two full blocks of golden.BLOCK_WORDS words counted together, then a
-    # short block; a net of copies, inversions and constants exercises the stored
-    # inversions (polarity) and the dead gates left out
+@pytest.mark.parametrize("blocks", [1.5, 2.5, 3, 3.1])
+def test_many_blocks_and_a_short_last_one_match_the_naive_evaluator(blocks):
+    # whole blocks of golden.BLOCK_WORDS words, counted golden.COUNT_BLOCKS at a time, an
+    # odd one left before a short last block, or none; a net of copies, inversions and
+    # constants exercises the stored inversions (polarity) and the dead gates left out
     g = random_graph(9, 4, 40, 4, seed=11,
                      ops=(ops.A, ops.NOT_A, ops.NOT_B, ops.TRUE, ops.NAND, ops.XNOR, ops.NOR,
                           ops.A_AND_NOT_B, ops.NOT_A_OR_B))
-    bits = np.random.default_rng(5).integers(0, 2, (2500, 9), dtype=np.uint8)
-    assert 2500 > 2 * 64 * golden.BLOCK_WORDS
+    samples = int(blocks * 64 * golden.BLOCK_WORDS)
+    bits = np.random.default_rng(5).integers(0, 2, (samples, 9), dtype=np.uint8)
     fast = golden.predict(g, bits)
     slow = golden.naive_predict(g, bits)
     np.testing.assert_array_equal(fast.scores, slow.scores)

@@ -187,6 +187,19 @@ def test_bad_npz_members(tmp_path, case):
     fails_cleanly("info", path)
 
 
+@pytest.mark.parametrize("key", ["\r", "a\nb", "\u2028", "\x1e"])
+def test_a_line_break_inside_a_key_stays_on_the_one_error_line(tmp_path, key):
+    # found by the property test below: a key read from the file was echoed raw
+    path = tmp_path / "m.json"
+    d = doc()
+    d["layers"] = [{key: None}]
+    path.write_text(json.dumps(d))
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "unknown key" in result.stderr
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
                     lambda children: st.lists(children) | st.dictionaries(st.text(), children),

@@ -19,6 +19,14 @@ from lgn_fpga.cli.util import (
 from lgn_fpga.errors import UserError
 
 
+def _one_line(text: str) -> str:
+    """``text`` with every character that is not printable escaped (a line break or a
+    carriage return inside a key or a file name read from a hostile file would otherwise
+    split the one error line)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in str(text))
+
+
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -33,19 +41,20 @@ class _Main(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
-            click.echo(f"lgn-fpga: error: {e}", err=True)
+            click.echo(f"lgn-fpga: error: {_one_line(e)}", err=True)
             ctx.exit(e.exit_code)
         except click.UsageError as e:
             # A bad option of a subcommand: one line, like every other user error.
             where = f" (see lgn-fpga {e.ctx.info_name} --help)" if e.ctx else ""
-            click.echo(f"lgn-fpga: error: {e.format_message()}{where}", err=True)
+            click.echo(f"lgn-fpga: error: {_one_line(e.format_message())}{where}", err=True)
             ctx.exit(e.exit_code)
         except (OSError, RecursionError, MemoryError) as e:
             # The last line of defence: a file, folder or device that failed in a place no
             # check foresaw still gets one line, not a traceback.
             name = getattr(e, "filename", None)
             text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-            click.echo(f"lgn-fpga: error: {name + ': ' if name else ''}{text}", err=True)
+            where = _one_line(f"{name}: ") if name else ""
+            click.echo(f"lgn-fpga: error: {where}{_one_line(text)}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("lgn-fpga: interrupted", err=True)

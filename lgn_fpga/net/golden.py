@@ -1,7 +1,7 @@
 """The golden model: the reference every other engine is checked against.
 
 Samples are packed 64 to a machine word (sample ``j`` is bit ``j % 64`` of word ``j // 64``).
-Where the time goes, and what it does about it (bench/cpu.py: about 3x the numpy model
+Where the time goes, and what it does about it (bench/cpu.py: about 4x the numpy model
 that evaluated every gate layer by layer; the bit-exact reference stays
 :func:`naive_predict`, which shares none of this):
 
@@ -11,14 +11,19 @@ that evaluated every gate layer by layer; the bit-exact reference stays
   AND, OR, XOR and AND with one input inverted over two different rows (a random 50k-gate
   net keeps 13k gates); constant outputs become a per-class offset.
 * Every row lives in one arena (inputs first), so a signal that skips layers costs
-  nothing. Each layer's gates are sorted by op, then by first input: two ``take`` calls
-  gather a layer's ``a`` and ``b`` rows into reused buffers, and each op is one ufunc
-  over one contiguous slice written straight into the arena (no scatter, no temporaries).
+  nothing. Each layer's gates are sorted by op, then by first input: one ``take`` gathers
+  the layer's ``a`` rows straight into the layer's own rows, another its ``b`` rows into a
+  reused buffer, and each op is one in-place ufunc over one contiguous slice (no scatter,
+  no temporaries).
 * A block of :data:`BLOCK_WORDS` words per row (1024 samples) goes through the whole net
   while it stays in cache.
 * Class scores are counted bit-sliced with carry-save adders over whole contiguous slices
   (rows laid out output-major, class-minor, so a slice never mixes classes), for
-  :data:`COUNT_BLOCKS` blocks at once, instead of unpacking every output bit to a byte.
+  :data:`COUNT_BLOCKS` blocks at once (each gathered whole, in place), instead of unpacking
+  every output bit to a byte; inverted outputs come first, so only those rows are
+  inverted. The count's bit planes become numbers once per chunk (one unpack, one einsum).
+* Inputs are packed with one einsum pass (8 samples' 0/1 bytes weighted into a byte) and
+  one tiled byte transpose.
 
 Samples stream through in chunks so memory stays bounded for any number of samples.
 """
@@ -50,33 +55,20 @@ class Prediction:
     classes: np.ndarray  # int64, (samples,): argmax of scores, ties to the lowest index
 
 
-def _transpose8(x: np.ndarray) -> None:
-    """Transpose, in place, the 8x8 bit matrix in each uint64 (row k = byte k): bit j of
-    byte k trades places with bit k of byte j (three masked swaps)."""
-    for shift, mask in ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC),
-                        (28, 0x00000000F0F0F0F0)):
-        s, m = np.uint64(shift), np.uint64(mask)
-        t = ((x >> s) ^ x) & m
-        x ^= t ^ (t << s)
-
-
 def _numbers(planes: np.ndarray) -> np.ndarray:
-    """(P <= 32, m, W) bit planes (plane t = bit t of each lane's number) to (m, 64 W)
-    numbers: 8 planes x 8 lanes at a time are an 8x8 bit matrix, transposed so that each
-    lane's 8 bits land in one byte."""
-    p, m, w = planes.shape
-    groups = -(-p // 8)
-    padded = np.zeros((groups * 8, m, w), dtype="<u8")
-    padded[:p] = planes
-    out = np.zeros((m, 64 * w), dtype=np.uint16 if groups <= 2 else np.uint32)
-    for k in range(groups):
-        # (plane, m, lane byte) -> (m, lane byte, plane): byte t of each word is plane t
-        x = np.ascontiguousarray(padded[8 * k:8 * k + 8].view(np.uint8).transpose(1, 2, 0))
-        words = x.view("<u8").reshape(m, 8 * w).astype(np.uint64, copy=False)
-        _transpose8(words)  # byte j: lane j's bits of planes 8k .. 8k + 7
-        lanes = words.astype("<u8", copy=False).view(np.uint8).reshape(m, 64 * w)
-        out |= lanes.astype(out.dtype) << (8 * k)
-    return out
+    """(P, m, W) bit planes (plane t = bit t of each lane's number, lane j = bit j % 64 of
+    word j // 64) to (64 W, m) int32 numbers: each plane unpacked to a byte per lane, then
+    the planes weighted by 2**t and summed in one einsum pass."""
+    p = planes.shape[0]
+    lanes = np.unpackbits(np.ascontiguousarray(planes, dtype="<u8").view(np.uint8), axis=-1,
+                          bitorder="little")
+    return np.einsum("p,pml->lm", np.left_shift(1, np.arange(p), dtype=np.int32), lanes)
+
+
+#: powers of two that gather 8 samples' 0/1 bytes into one byte each (see pack_bits)
+_SAMPLE_WEIGHTS = np.uint64(1) << np.arange(8, dtype=np.uint64)
+#: sample bytes per step of pack_bits' byte transpose (a (rows, inputs) tile stays in cache)
+_TRANSPOSE_ROWS = 512
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -85,20 +77,21 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
     if bits.dtype != np.uint8:
         bits = bits.astype(np.uint8)
     samples, n = bits.shape
-    words = -(-samples // 64)
-    # a byte per 8 inputs of a sample (numpy packs along rows fast), zero samples to a word
-    rows = np.packbits(bits, axis=1, bitorder="little")
-    nb = rows.shape[1]
-    if samples != words * 64:
-        rows = np.concatenate([rows, np.zeros((words * 64 - samples, nb), dtype=np.uint8)])
-    # 8 samples x 8 inputs as one word (byte k: sample k's 8 input bits), bit-transposed in
-    # three masked swaps so that byte j holds input j's 8 sample bits
-    x = np.ascontiguousarray(rows.reshape(words * 8, 8, nb).transpose(0, 2, 1))
-    x = x.view("<u8").reshape(words * 8, nb).astype(np.uint64, copy=False)
-    _transpose8(x)
-    # (word, sample byte q, input byte g, input j) -> (input 8g + j, word, q)
-    b = x.astype("<u8", copy=False).view(np.uint8).reshape(words, 8, nb, 8)
-    out = np.ascontiguousarray(b.transpose(2, 3, 0, 1)).reshape(nb * 8, words * 8)
+    words, nb = -(-samples // 64), -(-n // 8)
+    if samples != words * 64 or n != nb * 8:  # zero samples to a word, inputs to a byte
+        padded = np.zeros((words * 64, nb * 8), dtype=np.uint8)
+        padded[:samples, :n] = bits
+        bits = padded
+    bits = np.ascontiguousarray(bits)
+    # word [p, q, g]: sample 8p + q's 0/1 bytes of inputs 8g .. 8g + 7. Summed with weight
+    # 2**q over q (one einsum pass over the input: no byte can carry into the next), byte k
+    # of [p, g] holds input 8g + k's bits of samples 8p .. 8p + 7
+    x = bits.view("<u8").reshape(words * 8, 8, nb)
+    gathered = np.einsum("pqg,q->pg", x, _SAMPLE_WEIGHTS).view(np.uint8)
+    # (sample byte, input) -> (input, sample byte): 8 sample bytes are one little-endian word
+    out = np.empty((nb * 8, words * 8), dtype=np.uint8)
+    for r in range(0, words * 8, _TRANSPOSE_ROWS):
+        out[:, r:r + _TRANSPOSE_ROWS] = gathered[r:r + _TRANSPOSE_ROWS].T
     return out.view("<u8")[:n].astype(np.uint64, copy=False)
 
 
@@ -221,35 +214,37 @@ def fold(graph: GateGraph):
 
 
 def _count(z: np.ndarray, scratch: np.ndarray) -> list[np.ndarray]:
-    """Bit planes of the number of ones along axis 0 of ``z`` (rows first, each row of any
-    shape): ``planes[t]`` is bit t of each lane's count (possibly followed by zero planes).
-    ``z`` is overwritten; ``scratch`` holds at least a third of its rows.
+    """Bit planes of the number of ones along axis 1 of ``z`` (groups first, then rows,
+    each row of any shape): ``planes[t]`` (``z[:, 0]``'s shape) is bit t of each lane's
+    count, possibly followed by zero planes. ``z`` is overwritten; ``scratch`` is shaped like
+    ``z`` with at least a third of its rows.
 
     Carry-save: full adders over the first, second and third third of the rows leave the
     sums (weight 1) in place of the third and the carries (weight 2) in place of the first,
-    so each round removes a third of the rows with five in-place operations over whole
-    contiguous slices; carries are counted the same way one weight up."""
+    so each round removes a third of the rows with five in-place operations, each over one
+    contiguous run of rows per group; carries are counted the same way one weight up."""
     planes = []
     level = z
     while True:
         carries = []
-        while len(level) >= 3:
-            t = len(level) // 3
-            a, b, c, u = level[:t], level[t:2 * t], level[2 * t:3 * t], scratch[:t]
+        while level.shape[1] >= 3:
+            t = level.shape[1] // 3
+            a, b, c = level[:, :t], level[:, t:2 * t], level[:, 2 * t:3 * t]
+            u = scratch[:, :t]
             np.bitwise_xor(a, b, out=u)
             np.bitwise_and(a, b, out=a)
             np.bitwise_and(u, c, out=b)
             np.bitwise_or(a, b, out=a)       # carry: majority of a, b, c
             np.bitwise_xor(u, c, out=c)      # sum: a ^ b ^ c
             carries.append(a)
-            level = level[2 * t:]
-        if len(level) == 2:                  # a half adder
-            carries.append((level[0] & level[1])[None])
-            np.bitwise_xor(level[0], level[1], out=level[0])
-        planes.append(level[0] if len(level) else np.zeros(z.shape[1:], dtype=z.dtype))
+            level = level[:, 2 * t:]
+        if level.shape[1] == 2:              # a half adder
+            carries.append(level[:, :1] & level[:, 1:])
+            np.bitwise_xor(level[:, 0], level[:, 1], out=level[:, 0])
+        planes.append(level[:, 0] if level.shape[1] else np.zeros_like(z[:, 0]))
         if not carries:
             return planes
-        level = carries[0] if len(carries) == 1 else np.concatenate(carries)
+        level = carries[0] if len(carries) == 1 else np.concatenate(carries, axis=1)
 
 
 class GoldenModel:
@@ -280,39 +275,44 @@ class GoldenModel:
         order = np.full((self._depth, m), row, dtype=np.intp)
         invert = np.zeros((self._depth, m), dtype=np.uint64)
         for c, group in enumerate(outputs):
+            # inverted outputs first: only the first rows of the gathered block need the xor
+            group = sorted(group, key=lambda out: not out[1])
             for r, (out_row, inverted) in enumerate(group):
                 order[r, c] = out_row
                 invert[r, c] = ~np.uint64(0) if inverted else 0
         self._count_order = order.ravel()
-        self._invert = invert.reshape(-1, 1) if invert.any() else None
+        inverted_rows = max([sum(inv for _, inv in group) for group in outputs], default=0)
+        self._invert = invert[:inverted_rows].reshape(-1, 1) if inverted_rows else None
         self._offsets = np.array(offsets, dtype=np.int32)
 
     def _blocks(self, words: np.ndarray):
         """Every block of :data:`BLOCK_WORDS` words through the net; yields (start word,
         words, the arena: every row of the block)."""
         total = words.shape[1]
-        buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for start in range(0, total, BLOCK_WORDS):
             w = min(BLOCK_WORDS, total - start)
             if w not in buffers:  # take() wants a contiguous out: buffers per width
                 buffers[w] = (np.zeros((self._rows, w), dtype=np.uint64),
-                              np.empty((self._widest, w), dtype=np.uint64),
                               np.empty((self._widest, w), dtype=np.uint64))
-            arena, va, vb = buffers[w]
+            arena, vb = buffers[w]
             arena[:self._inputs] = words[:, start:start + w]
             for first, end, a, b, steps in self._layers:
-                # gathered into separate buffers: a take() whose out overlaps its source
-                # goes through a temporary copy. mode="clip" skips numpy's buffered bounds
-                # check: fold() made the rows
-                np.take(arena, a, axis=0, out=va[:end - first], mode="clip")
-                np.take(arena, b, axis=0, out=vb[:end - first], mode="clip")
+                # each gate's a row is gathered straight into its own row, then combined
+                # with its b row in place. The source of that take() is the arena before the
+                # layer, which the out does not overlap (an overlapping out goes through a
+                # temporary copy). mode="clip" skips numpy's buffered bounds check: fold()
+                # made the rows
+                y = arena[first:end]
+                np.take(arena[:first], a, axis=0, out=y, mode="clip")
+                np.take(arena[:first], b, axis=0, out=vb[:end - first], mode="clip")
                 for op, s, e in steps:
-                    ya, yb = va[s:e], vb[s:e]
+                    ya, yb = y[s:e], vb[s:e]
                     if op == ops.A_AND_NOT_B:
                         np.invert(yb, out=yb)
                     elif op == ops.NOT_A_AND_B:
                         np.invert(ya, out=ya)
-                    _UFUNCS[op](ya, yb, out=arena[first + s:first + e])
+                    _UFUNCS[op](ya, yb, out=ya)
             yield start, w, arena
 
     def _chunk_samples(self) -> int:
@@ -330,7 +330,7 @@ class GoldenModel:
         m = self.graph.classes
         scores = np.empty((samples, m), dtype=np.int32)
         width = max(1, self._depth.bit_length())  # planes above the count's width are zero
-        z = scratch = None
+        counters: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per block width
         step = self._chunk_samples()
         for start in range(0, samples, step):
             chunk = bits[start:start + step]
@@ -338,33 +338,37 @@ class GoldenModel:
             # the count's bit planes of every block: (planes, classes, words), turned into
             # numbers once per chunk
             planes_all = np.empty((width, m, packed.shape[1]), dtype="<u8")
-            pending = 0  # words of the blocks waiting in z, from word ``first``
+            pending = 0  # blocks waiting in z, from word ``first``
             for s, w, arena in self._blocks(packed):
-                if z is None:
-                    z = np.empty((self._depth * m, COUNT_BLOCKS * BLOCK_WORDS), dtype=np.uint64)
-                    scratch = np.empty((self._depth // 3 + 1, m, z.shape[1]), dtype=np.uint64)
-                    one = np.empty((self._depth * m, BLOCK_WORDS), dtype=np.uint64)
+                if w not in counters:  # (blocks, rows, words): each block gathered whole
+                    blocks = COUNT_BLOCKS if w == BLOCK_WORDS else 1
+                    counters[w] = (np.empty((blocks, self._depth * m, w), dtype=np.uint64),
+                                   np.empty((blocks, self._depth // 3 + 1, m, w),
+                                            dtype=np.uint64))
+                z, scratch = counters[w]
                 if pending == 0:
                     first = s
-                direct = w == z.shape[1]  # one whole block per count: gathered in place
-                block = z if direct else one[:, :w]
+                block = z[pending]  # a short last block has its own z: nothing pending
                 np.take(arena, self._count_order, axis=0, out=block, mode="clip")
                 if self._invert is not None:
-                    np.bitwise_xor(block, self._invert, out=block)
-                if not direct:
-                    z[:, pending:pending + w] = block
-                pending += w
-                if pending + BLOCK_WORDS > z.shape[1] or s + w == packed.shape[1]:
+                    head = block[:len(self._invert)]
+                    np.bitwise_xor(head, self._invert, out=head)
+                pending += 1
+                last = s + w == packed.shape[1]
+                if pending == len(z) or last or packed.shape[1] - (s + w) < BLOCK_WORDS:
+                    # (a full block followed by a short one counts alone)
                     # counted together: the count's many small steps are paid once
-                    planes = _count(z[:, :pending].reshape(self._depth, m, pending),
-                                    scratch[:, :, :pending])
+                    planes = _count(z[:pending].reshape(pending, self._depth, m, w),
+                                    scratch[:pending])
+                    end = first + pending * w
                     for t in range(width):
-                        planes_all[t, :, first:first + pending] = (planes[t] if t < len(planes)
-                                                                   else 0)
+                        # (blocks, classes, words) -> (classes, blocks x words)
+                        planes_all[t, :, first:end].reshape(m, pending, w)[...] = (
+                            planes[t].transpose(1, 0, 2) if t < len(planes) else 0)
                     pending = 0
-            counts = _numbers(planes_all)  # (classes, lanes)
+            counts = _numbers(planes_all)  # (lanes, classes)
             n = len(chunk)
-            scores[start:start + n] = counts[:, :n].T
+            scores[start:start + n] = counts[:n]
             scores[start:start + n] += self._offsets
         return Prediction(scores, argmax_lowest(scores))
 
