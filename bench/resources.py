@@ -19,7 +19,11 @@ Nets: ``head800`` (800 inputs, one layer of 800 random 2-input logic gates, 10 c
 ``rand400`` (400 inputs, 4 x 800 random gates, 10 classes, seed 1, optimized as the export
 does), ``mnist400`` (``bench/nets/mnist400.json``: 400 inputs, 4 x 800, trained, see
 docs/core.md), ``conv400`` (``bench/nets/conv400.json``, a trained conv net, if present),
-``fashion`` (the shipped fashion-mnist; long builds). "head/bit" (``head800``) is (logic
+``fashion`` (the shipped fashion-mnist; long builds), ``deep256`` (256 inputs, 8 x 300 random
+gates), ``dense48k`` (400 inputs, 6 x 8000 random gates, uniform wiring: the issue's 48k-gate
+dense net) and ``dense48k-local`` (the same shape, each gate reading within +-64 of its
+place: see docs/routing.md and ``bench/route48k.py``). A net whose fit estimate exceeds the
+device is not built; its row gives the estimate. "head/bit" (``head800``) is (logic
 cells - the 800-bit shift register - one LUT per gate) / 800 class bits: what the class head
 costs per class bit. Run (3 to 20 minutes per net and head on the shared 2-core machine)::
 
@@ -73,6 +77,13 @@ for name in ("head", "core"):
     spec.loader.exec_module(module)
     setattr(lgn_fpga.gateware, name, module)
 core = sys.modules["lgn_fpga.gateware.core"].LogicNetCore
+import functools, inspect
+known = set(inspect.signature(core.__init__).parameters)
+init = core.__init__
+@functools.wraps(init)
+def patched(self, graph, **kw):  # options newer flows pass (stage_luts, ...) are dropped
+    init(self, graph, **{k: v for k, v in kw.items() if k in known})
+core.__init__ = patched
 if not hasattr(core, "register_after"):  # what the export header prints
     core.register_after = property(lambda self: tuple(
         n for n in range(self.graph.depth - 1) if (n + 1) % self.pipeline == 0))
@@ -111,8 +122,14 @@ NETS = {
     "mnist400": lambda: gg.load(HERE / "nets" / "mnist400.json"),
     "conv400": lambda: gg.load(HERE / "nets" / "conv400.json"),
     "fashion": lambda: gg.load(resolve("fashion-mnist")),
+    "deep256": lambda: random_graph(256, 8, 300, 10, seed=2),
+    "dense48k": lambda: random_graph(400, 6, 8000, 10, seed=1),
+    "dense48k-local": lambda: random_graph(400, 6, 8000, 10, seed=1, window=64),
 }
 DEFAULT_NETS = "head800,digits,rand400,mnist400"
+#: what the measuring stick places on: logic cells (iCE40 UP5K) or TRELLIS_COMB slots
+#: (ECP5-85F). A net whose estimate does not fit is not built: its row gives the estimate.
+CAPACITY = {"ice40": 5280, "ecp5": 83640}
 
 
 def wrappers(work: Path, rev: str) -> tuple[Path, Path]:
@@ -180,6 +197,9 @@ def measure(model: Path, family: str, outdir: Path, path_prefix: Path, env_extra
             stick, how = classic_abc_stick(work, family), "abc"
         r = subprocess.run(["bash", str(stick), str(model), "", family, str(outdir)], env=env,
                            capture_output=True, text=True)
+        if r.returncode != 0 and not (outdir / "report.json").exists():
+            line = "nextpnr did not finish (timed out or failed; see pnr.log)"
+            break
         line = (r.stdout.strip().splitlines() or [r.stderr.strip()])[-1]
         if "yosys failed" not in line:
             break
@@ -200,7 +220,10 @@ def main() -> None:
     ap.add_argument("--keep", help="keep the build folders here")
     ap.add_argument("--reuse", action="store_true",
                     help="read builds already finished in --keep instead of running them")
+    ap.add_argument("--pnr-timeout", type=int, default=3600,
+                    help="seconds nextpnr-ecp5 may run per build [default: 3600]")
     args = ap.parse_args()
+    os.environ["PNR_TO"] = str(args.pnr_timeout)
     work = Path(args.keep or tempfile.mkdtemp(prefix="lgn-resources-"))
     work.mkdir(parents=True, exist_ok=True)
     old_bin, new_bin = wrappers(work, args.old_rev)
@@ -216,6 +239,13 @@ def main() -> None:
         built, _ = optimize(graph)  # what lgn-fpga export builds
         bits = built.outputs
         net_cells = bits  # head800: one LUT per gate of its only layer
+        est = core_resources(built, family=fam, scores=False, **options)
+        est_cells = est["cells"] + built.inputs * (fam == "ice40")
+        if est_cells > CAPACITY[fam]:
+            print(f"{name:8} does not fit: estimate {est['luts'] + 0:.0f} LUT4, "
+                  f"{est['ffs'] + built.inputs:.0f} FF, {est_cells:.0f} of {CAPACITY[fam]} "
+                  "cells; not built", flush=True)
+            continue
         for head, prefix, extra in (("old", old_bin, {}),
                                     ("new", new_bin, {"LGN_BENCH_CORE": json.dumps(options)})):
             if head not in args.heads.split(","):
@@ -230,9 +260,7 @@ def main() -> None:
                     f"{r['cells']:6.0f} {r['RAM']:4.0f} {r['Fmax']:6.1f} "
                     f"{'-' if per_bit is None else f'{per_bit:.2f}':>8}")
             if head == "new":
-                est = core_resources(built, family=fam, scores=False, **options)
                 est_luts, est_ffs = est["luts"], est["ffs"] + built.inputs
-                est_cells = est["cells"] + built.inputs * (fam == "ice40")
 
                 def err(e, m):
                     return f"{e:.0f} ({100 * (e - m) / m:+.0f}%)"
