@@ -7,8 +7,8 @@ Libraries are cached under ``<cache>/c-engine/<key>/`` (:mod:`lgn_fpga.flow.cach
 key hashes the net, the code that writes its C, the compiler, its version, the flags and,
 with ``-march=native``, the CPU's model and feature flags (a cache on a shared home folder
 must not hand AVX-512 code to a machine without it). A build happens in a temporary folder
-published with one rename, so a concurrent or interrupted build never leaves a half-written library under a key. The
-compiler runs in its own process group that dies with lgn-fpga
+published with one rename, so a concurrent or interrupted build never leaves a half-written
+library under a key. The compiler runs in its own process group that dies with lgn-fpga
 (:mod:`lgn_fpga.flow.processes`): Ctrl-C or a SIGKILL of lgn-fpga leaves no ``cc1``.
 """
 
