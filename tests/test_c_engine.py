@@ -62,10 +62,16 @@ def test_a_wide_group_counts_exactly():
     assert np.array_equal(c_engine.predict(g, bits).scores, golden.predict(g, bits).scores)
 
 
-def test_builds_are_cached_by_model():
+def test_builds_are_cached_by_model(monkeypatch):
     g = tie_heavy_graph()
     first = c_engine.build(g)
-    again = c_engine.build(g)
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a cache hit generated the C again")
+
+    with monkeypatch.context() as m:
+        m.setattr(c_engine, "c_source", no_generation)
+        again = c_engine.build(g)
     assert first.compiled and not again.compiled
     assert again.binary == first.binary and first.binary.exists()
     other = c_engine.build(tie_heavy_graph(seed=1))
