@@ -15,13 +15,13 @@ that evaluated every gate layer by layer; the bit-exact reference stays
   the layer's ``a`` rows straight into the layer's own rows, another its ``b`` rows into a
   reused buffer, and each op is one in-place ufunc over one contiguous slice (no scatter,
   no temporaries).
-* A block of :data:`BLOCK_WORDS` words per row (1024 samples) goes through the whole net
+* A block of :data:`BLOCK_WORDS` words per row (2048 samples) goes through the whole net
   while it stays in cache.
 * Class scores are counted bit-sliced with carry-save adders over whole contiguous slices
-  (rows laid out output-major, class-minor, so a slice never mixes classes), for
-  :data:`COUNT_BLOCKS` blocks at once (each gathered whole, in place), instead of unpacking
-  every output bit to a byte; inverted outputs come first, so only those rows are
-  inverted. The count's bit planes become numbers once per chunk (one unpack, one einsum).
+  (rows laid out output-major, class-minor, so a slice never mixes classes), a block at a
+  time, instead of unpacking every output bit to a byte; inverted outputs come first, so
+  only those rows are inverted. The count's bit planes become numbers once per chunk (one
+  unpack, one einsum).
 * Inputs are packed with one einsum pass (8 samples' 0/1 bytes weighted into a byte) and
   one tiled byte transpose.
 
@@ -40,13 +40,11 @@ from lgn_fpga.net.graph import GateGraph
 
 #: upper bound on the bytes of the packed class outputs for one chunk of samples.
 CHUNK_BYTES = 32 << 20
-#: words per row evaluated through the whole net at once: large enough that numpy's
-#: per-call cost vanishes, small enough that a layer's rows stay in cache (16 measured
-#: fastest on a 50k-gate net, against 8 and 32).
-BLOCK_WORDS = 16
-#: blocks whose class outputs are counted together: the bit-sliced count takes many small
-#: steps, whose cost per numpy call is then shared.
-COUNT_BLOCKS = 2
+#: words per row evaluated through the whole net, then counted, at once: large enough that
+#: numpy's per-call cost vanishes (the count takes many small steps), small enough that a
+#: block's rows stay in cache (32 measured fastest on a 50k-gate net, against 16, 24, 28, 40
+#: and 48, and against counting two blocks of 16 together).
+BLOCK_WORDS = 32
 
 
 @dataclass(frozen=True)
@@ -214,37 +212,35 @@ def fold(graph: GateGraph):
 
 
 def _count(z: np.ndarray, scratch: np.ndarray) -> list[np.ndarray]:
-    """Bit planes of the number of ones along axis 1 of ``z`` (groups first, then rows,
-    each row of any shape): ``planes[t]`` (``z[:, 0]``'s shape) is bit t of each lane's
-    count, possibly followed by zero planes. ``z`` is overwritten; ``scratch`` is shaped like
-    ``z`` with at least a third of its rows.
+    """Bit planes of the number of ones along axis 0 of ``z`` (rows first, each row of any
+    shape): ``planes[t]`` is bit t of each lane's count (possibly followed by zero planes).
+    ``z`` is overwritten; ``scratch`` holds at least a third of its rows.
 
     Carry-save: full adders over the first, second and third third of the rows leave the
     sums (weight 1) in place of the third and the carries (weight 2) in place of the first,
-    so each round removes a third of the rows with five in-place operations, each over one
-    contiguous run of rows per group; carries are counted the same way one weight up."""
+    so each round removes a third of the rows with five in-place operations over whole
+    contiguous slices; carries are counted the same way one weight up."""
     planes = []
     level = z
     while True:
         carries = []
-        while level.shape[1] >= 3:
-            t = level.shape[1] // 3
-            a, b, c = level[:, :t], level[:, t:2 * t], level[:, 2 * t:3 * t]
-            u = scratch[:, :t]
+        while len(level) >= 3:
+            t = len(level) // 3
+            a, b, c, u = level[:t], level[t:2 * t], level[2 * t:3 * t], scratch[:t]
             np.bitwise_xor(a, b, out=u)
             np.bitwise_and(a, b, out=a)
             np.bitwise_and(u, c, out=b)
             np.bitwise_or(a, b, out=a)       # carry: majority of a, b, c
             np.bitwise_xor(u, c, out=c)      # sum: a ^ b ^ c
             carries.append(a)
-            level = level[:, 2 * t:]
-        if level.shape[1] == 2:              # a half adder
-            carries.append(level[:, :1] & level[:, 1:])
-            np.bitwise_xor(level[:, 0], level[:, 1], out=level[:, 0])
-        planes.append(level[:, 0] if level.shape[1] else np.zeros_like(z[:, 0]))
+            level = level[2 * t:]
+        if len(level) == 2:                  # a half adder
+            carries.append((level[0] & level[1])[None])
+            np.bitwise_xor(level[0], level[1], out=level[0])
+        planes.append(level[0] if len(level) else np.zeros(z.shape[1:], dtype=z.dtype))
         if not carries:
             return planes
-        level = carries[0] if len(carries) == 1 else np.concatenate(carries, axis=1)
+        level = carries[0] if len(carries) == 1 else np.concatenate(carries)
 
 
 class GoldenModel:
@@ -338,34 +334,18 @@ class GoldenModel:
             # the count's bit planes of every block: (planes, classes, words), turned into
             # numbers once per chunk
             planes_all = np.empty((width, m, packed.shape[1]), dtype="<u8")
-            pending = 0  # blocks waiting in z, from word ``first``
             for s, w, arena in self._blocks(packed):
-                if w not in counters:  # (blocks, rows, words): each block gathered whole
-                    blocks = COUNT_BLOCKS if w == BLOCK_WORDS else 1
-                    counters[w] = (np.empty((blocks, self._depth * m, w), dtype=np.uint64),
-                                   np.empty((blocks, self._depth // 3 + 1, m, w),
-                                            dtype=np.uint64))
+                if w not in counters:  # take() wants a contiguous out: buffers per width
+                    counters[w] = (np.empty((self._depth * m, w), dtype=np.uint64),
+                                   np.empty((self._depth // 3 + 1, m, w), dtype=np.uint64))
                 z, scratch = counters[w]
-                if pending == 0:
-                    first = s
-                block = z[pending]  # a short last block has its own z: nothing pending
-                np.take(arena, self._count_order, axis=0, out=block, mode="clip")
+                np.take(arena, self._count_order, axis=0, out=z, mode="clip")
                 if self._invert is not None:
-                    head = block[:len(self._invert)]
+                    head = z[:len(self._invert)]
                     np.bitwise_xor(head, self._invert, out=head)
-                pending += 1
-                last = s + w == packed.shape[1]
-                if pending == len(z) or last or packed.shape[1] - (s + w) < BLOCK_WORDS:
-                    # (a full block followed by a short one counts alone)
-                    # counted together: the count's many small steps are paid once
-                    planes = _count(z[:pending].reshape(pending, self._depth, m, w),
-                                    scratch[:pending])
-                    end = first + pending * w
-                    for t in range(width):
-                        # (blocks, classes, words) -> (classes, blocks x words)
-                        planes_all[t, :, first:end].reshape(m, pending, w)[...] = (
-                            planes[t].transpose(1, 0, 2) if t < len(planes) else 0)
-                    pending = 0
+                planes = _count(z.reshape(self._depth, m, w), scratch)
+                for t in range(width):
+                    planes_all[t, :, s:s + w] = planes[t] if t < len(planes) else 0
             counts = _numbers(planes_all)  # (lanes, classes)
             n = len(chunk)
             scores[start:start + n] = counts[:n]
