@@ -66,7 +66,8 @@ def test_features_go_through_the_thermometer_encoding():
 @pytest.mark.parametrize("blocks", [1.5, 2.5, 3, 3.1])
 def test_many_blocks_and_a_short_last_one_match_the_naive_evaluator(blocks):
     # whole blocks of golden.BLOCK_WORDS words, then a short last block or none; a net of
-    # copies, inversions and constants exercises the stored inversions (polarity) and the dead gates left out
+    # copies, inversions and constants exercises the stored inversions (polarity) and the
+    # dead gates left out
     g = random_graph(9, 4, 40, 4, seed=11,
                      ops=(ops.A, ops.NOT_A, ops.NOT_B, ops.TRUE, ops.NAND, ops.XNOR, ops.NOR,
                           ops.A_AND_NOT_B, ops.NOT_A_OR_B))
