@@ -68,6 +68,7 @@ OLD_WRAPPER = '''#!/usr/bin/env python3
 """lgn-fpga with gateware/head.py and core.py of an older revision swapped in."""
 import importlib.util, os, sys
 import lgn_fpga.gateware
+import lgn_fpga.gateware.core as new_core
 here = os.path.dirname(os.path.abspath(__file__))
 for name in ("head", "core"):
     spec = importlib.util.spec_from_file_location(f"lgn_fpga.gateware.{name}",
@@ -76,13 +77,18 @@ for name in ("head", "core"):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     setattr(lgn_fpga.gateware, name, module)
-core = sys.modules["lgn_fpga.gateware.core"].LogicNetCore
+old_core = sys.modules["lgn_fpga.gateware.core"]
+for name, value in vars(new_core).items():  # constants newer flows import (DEFAULT_STAGE_LUTS)
+    if name.isupper() and not hasattr(old_core, name):
+        setattr(old_core, name, value)
+core = old_core.LogicNetCore
 import functools, inspect
 known = set(inspect.signature(core.__init__).parameters)
 init = core.__init__
 @functools.wraps(init)
-def patched(self, graph, **kw):  # options newer flows pass (stage_luts, ...) are dropped
-    init(self, graph, **{k: v for k, v in kw.items() if k in known})
+def patched(self, graph, **kw):  # options newer flows pass (stage_luts, ...) are dropped,
+    # and the AUTO pipeline (0), which the old core did not have, means its default
+    init(self, graph, **{k: v for k, v in kw.items() if k in known and (k, v) != ("pipeline", 0)})
 core.__init__ = patched
 if not hasattr(core, "register_after"):  # what the export header prints
     core.register_after = property(lambda self: tuple(
