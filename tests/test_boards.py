@@ -57,3 +57,45 @@ def test_boards_command_prints_a_table():
     result = CliRunner().invoke(main, ["boards"])
     assert result.exit_code == 0
     assert "ulx3s-85f" in result.output and "83640" in result.output
+
+
+PROFILE = """name = "x"
+family = "ice40"
+platform = "amaranth_boards.icebreaker:ICEBreakerPlatform"
+device = "iCE40UP5K"
+package = "SG48"
+clock_hz = 12_000_000
+uart = ["uart", 0]
+leds = ["led_g:0", "led_r:0"]
+{extra}
+[capacity]
+luts = 5280
+ffs = 5280
+bram_bits = 122_880
+bram_blocks = 30
+
+[programmer]
+tool = "iceprog"
+"""
+
+
+def test_stage_luts_grow_with_the_clock_period():
+    prof = profiles.get("icebreaker")
+    fixed, level = profiles.STAGE_TIMING["ice40"]
+    for hz in (12e6, 48e6, 60e6, 75e6, 100.5e6, 150e6):
+        n = prof.stage_luts(hz)
+        # the most levels whose modelled delay fits in the period
+        assert fixed + n * level <= 1e9 / hz < fixed + (n + 1) * level or n == 1
+    assert prof.stage_luts(1e9) == 1
+    assert prof.stage_luts(1e3) == profiles.MAX_STAGE_LUTS
+    assert profiles.get("ulx3s-85f").stage_luts(250e6) == 2
+
+
+def test_an_old_profile_with_a_pipeline_still_loads_and_timing_can_be_overridden():
+    old = profiles.parse(PROFILE.format(extra="pipeline = 4\n"), "old.toml")
+    assert old.stage_luts(100e6) == 2
+    fast = profiles.parse(PROFILE.format(extra="lut_level_ns = 1.0\nstage_fixed_ns = 1\n"),
+                          "fast.toml")
+    assert fast.stage_luts(100e6) == 9
+    with pytest.raises(UserError, match="bad.toml: 'lut_level_ns' must be a positive"):
+        profiles.parse(PROFILE.format(extra="lut_level_ns = 0\n"), "bad.toml")

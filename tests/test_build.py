@@ -37,6 +37,54 @@ def test_fit_estimate_refuses_a_huge_net_with_the_numbers(tmp_path):
     assert not (tmp_path / "out" / "top.bin").exists()
 
 
+def _digits():
+    from lgn_fpga.net.optimize import optimize
+
+    return optimize(gg.load(Path(__file__).parents[1] / "lgn_fpga/models/digits.json"))[0]
+
+
+def test_board_design_places_registers_for_the_clock_and_fills_the_free_block_ram():
+    from lgn_fpga.flow.build import AUTO, board_design
+    from lgn_fpga.flow.fit import estimate
+
+    ice, ecp = profiles.get("icebreaker"), profiles.get("ulx3s-85f")
+    net = _digits()
+    slow = board_design(ice, net)
+    fast = board_design(ice, net, freq_mhz=100)
+    assert slow.pipeline == fast.pipeline == AUTO
+    # 100 MHz on the UP5K: two LUT levels a stage (measured: 9.7 ns for two, 14.6 for three)
+    assert fast.stage_luts == 2 < slow.stage_luts
+    # The UART top's result FIFO took 4 of the 30 SB_RAM40_4K in the placed digits build;
+    # of the 26 left, digits' 10 classes of 30 bits use 2 tables of 10 bits each (a
+    # popcount keeps 2 bits for its adders).
+    assert slow.popcount_tables == fast.popcount_tables == 20
+    est = estimate(net, ice, top="uart", **fast.core_options())
+    assert est["bram_blocks"] == 24 and est["capacity_bram_blocks"] == 30
+    assert est["popcount_tables"] == 20
+    no_tables = estimate(net, ice, top="uart", **{**fast.core_options(), "popcount_tables": 0})
+    assert no_tables["bram_blocks"] == 4 and no_tables["popcount_tables"] == 0
+    # --pipeline k stays the override; ECP5 gets no tables (slow reads, docs/boards.md)
+    fixed = board_design(ice, net, pipeline=3)
+    assert (fixed.pipeline, fixed.popcount_tables) == (3, 20)
+    assert fixed.report()["pipeline"] == 3 and fast.report()["pipeline"] == "auto"
+    assert board_design(ecp, net).popcount_tables == 0
+    # the BIST top's vectors come first; the tables take what is left
+    bist = board_design(ice, net, top="bist", vectors=140)
+    assert 0 <= bist.popcount_tables < 20
+
+
+def test_fit_check_counts_block_rams(tmp_path):
+    from lgn_fpga.flow.fit import check_fit, estimate
+
+    ice = profiles.get("icebreaker")
+    # a bigger net whose classes can use more tables than the UP5K has block RAMs
+    net = random_graph(inputs=64, layers=2, width=400, classes=10, seed=3)
+    est = estimate(net, ice, top="uart", popcount_tables=40)
+    assert est["bram_blocks"] == est["popcount_tables"] + 5 > 30  # FIFO: 8 + 4 + 10 x 6 bits
+    with pytest.raises(UserError, match=r"block RAMs needed, 30 available"):
+        check_fit(est, ice)
+
+
 def test_build_names_an_unknown_board():
     result = CliRunner().invoke(main, ["build", "--board", "de0-nano-x"])
     assert result.exit_code != 0 and "unknown board 'de0-nano-x'" in result.output

@@ -24,9 +24,11 @@ from lgn_fpga.cli.progress import PLAIN_EVERY, StageProgress
 from lgn_fpga.errors import UserError
 from lgn_fpga.flow import profiles
 from lgn_fpga.flow.build import (
+    AUTO,
     BuildOptions,
+    CoreDesign,
     _run_stage,
-    board_pipeline,
+    board_design,
     build,
     check_fit,
     estimate,
@@ -461,7 +463,7 @@ def test_timing_hints_suggest_only_what_the_build_accepts():
     big = next(g for g in (random_graph(inputs=64, layers=8, width=w, classes=4, seed=2)
                            for w in range(300, 1500, 25))
                if fits(g, 4) and not fits(g, 1))
-    hints = timing_hints(big, profile, pipeline=4, fmax_mhz=9.5, **kw)
+    hints = timing_hints(big, profile, design=CoreDesign(4), fmax_mhz=9.5, **kw)
     for hint in hints:
         if "--pipeline" in hint:
             p = int(hint.split("--pipeline ")[1].split()[0])
@@ -475,14 +477,25 @@ def test_timing_hints_suggest_only_what_the_build_accepts():
     # with --core auto, a --pipeline hint must also keep the build on the parallel core
     from lgn_fpga.flow.build import choose_core
 
-    for hint in timing_hints(big, profile, pipeline=4, fmax_mhz=9.5, core="auto", **kw):
+    for hint in timing_hints(big, profile, design=CoreDesign(4), fmax_mhz=9.5, core="auto",
+                             **kw):
         if "--pipeline" in hint:
             p = int(hint.split("--pipeline ")[1].split()[0])
-            assert choose_core(big, profile, kind="auto", lanes=None, pipeline=p,
+            assert choose_core(big, profile, kind="auto", lanes=None, design=CoreDesign(p),
                                **kw)[0] == "parallel"
     small = random_graph(inputs=16, layers=3, width=48, classes=4, seed=5)
-    assert any("--pipeline 1" in h for h in timing_hints(small, profile, pipeline=2,
+    assert any("--pipeline 1" in h for h in timing_hints(small, profile, design=CoreDesign(2),
                                                           fmax_mhz=None, **kw))
+    # registers from the LUT depth: a fixed spacing shorter than the stage's LUT levels
+    # (a layer adds at most one), and --pipeline 1 even at one level (the depth is an
+    # estimate); a lower clock the PLL makes, at or below the Fmax
+    for stage_luts, expect in ((1, "--pipeline 1"), (3, "--pipeline 1")):
+        hints = timing_hints(small, profile, design=CoreDesign(AUTO, stage_luts),
+                             fmax_mhz=80.3, **kw)
+        assert any(expect in h for h in hints), hints
+        (freq,) = [h for h in hints if "--freq" in h]
+        mhz = int(freq.split("--freq ")[1].split()[0])
+        assert ice40_pll_params(profile.clock_hz, mhz * 1e6)["freq"] <= 80.3e6
 
 
 def test_the_fit_error_mentions_vectors_only_for_the_bist_top():
@@ -500,25 +513,48 @@ def test_the_fit_error_mentions_vectors_only_for_the_bist_top():
 
 
 def test_simulate_export_and_build_use_one_design_per_board(small_model, tmp_path, tools):
+    from lgn_fpga.gateware.core import LogicNetCore
+    from lgn_fpga.net.optimize import optimize
+
+    profile = profiles.get("icebreaker")
+    # wide enough classes (24 bits) for a popcount table of 10 bits each
+    small_model = tmp_path / "wide.json"
+    gg.save(random_graph(inputs=16, layers=3, width=96, classes=4, seed=5), small_model)
+    net, _ = optimize(gg.load(small_model))
     report = build(_opts(small_model, tmp_path / "b"))
-    built = report["options"]["pipeline"]
-    assert built == board_pipeline(profiles.get("icebreaker")) == 4 != DEFAULT_PIPELINE
+    built = report["options"]
+    # registers from the LUT depth for the 12 MHz clock, popcount tables in the free BRAMs
+    assert built["pipeline"] == "auto" and built["stage_luts"] == profile.stage_luts(12e6)
+    assert built["popcount_tables"] > 0
+    assert {k: built[k] for k in ("pipeline", "stage_luts", "popcount_tables")} == \
+        {k: board_design(profile, net).report()[k]
+         for k in ("pipeline", "stage_luts", "popcount_tables")}
+    assert report["estimate"]["bram_blocks"] <= profile.bram_blocks
     sim = CliRunner().invoke(main, ["simulate", str(small_model), "--vectors", "5",
                                     "--board", "icebreaker", "--json"])
     assert sim.exit_code == 0, sim.output
     result = json.loads(sim.stdout)
-    assert result["options"]["pipeline"] == built and result["pipeline"] == built
+    for key in ("pipeline", "stage_luts", "popcount_tables", "table_bits"):
+        assert result["options"][key] == built[key], key
     assert result["latency_declared"] == report["latency_cycles"]
     text = CliRunner().invoke(main, ["simulate", str(small_model), "--vectors", "5",
                                      "--board", "icebreaker"]).stdout
     assert f"latency {report['latency_cycles']}" in text
-    assert "pipeline 4" in text and "build --board icebreaker" in text
+    assert f"{built['stage_luts']} LUT levels a stage" in text
+    assert "build --board icebreaker" in text
     exported = tmp_path / "core.il"  # RTLIL: no Yosys (here a stand-in) involved
     CliRunner().invoke(main, ["export", str(small_model), "--format", "rtlil", "-o",
                               str(exported), "--board", "icebreaker"])
-    assert "a register every 4 layers" in exported.read_text()
-    # above the board clock, build uses the core's default: so do they
-    assert board_pipeline(profiles.get("icebreaker"), None, 30) == DEFAULT_PIPELINE
+    same = LogicNetCore(net, **board_design(profile, net).core_options())
+    same._MustUse__silence = True
+    assert f"Latency: {same.latency} cycles" in exported.read_text()
+    assert f"Latency: {report['latency_cycles']} cycles" in exported.read_text()
+    assert "table0" in exported.read_text()  # the popcount tables, as the build has them
+    # at 100 MHz the stages get two LUT levels (what the UP5K makes in a period), and
+    # simulate --board --freq follows
+    sim = CliRunner().invoke(main, ["simulate", str(small_model), "--vectors", "5",
+                                    "--board", "icebreaker", "--freq", "100", "--json"])
+    assert json.loads(sim.stdout)["options"]["stage_luts"] == 2
 
 
 def test_without_a_board_simulate_and_export_share_the_default(small_model, tmp_path):

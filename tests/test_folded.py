@@ -13,7 +13,7 @@ from lgn_fpga.sim.uart_link import SIM_DIVISOR, exchange
 from lgn_fpga import protocol as p
 from lgn_fpga.errors import UserError
 from lgn_fpga.flow import profiles
-from lgn_fpga.flow.build import BuildOptions, build, choose_core, estimate_folded
+from lgn_fpga.flow.build import BuildOptions, CoreDesign, build, choose_core, estimate_folded
 from lgn_fpga.gateware.folded import (
     FoldedCore,
     fold_plan,
@@ -316,11 +316,13 @@ def test_auto_keeps_the_parallel_core_when_it_fits_and_folds_when_it_does_not():
     small = random_graph(16, 3, 48, 4, seed=5)
     ice = profiles.get("icebreaker")
     kind, _, _, why = choose_core(small, ice, kind="auto", lanes=None, top="uart",
-                                  pipeline=2, vectors=0, score_width=small.score_width)
+                                  design=CoreDesign(2), vectors=0,
+                                  score_width=small.score_width)
     assert kind == "parallel" and "fits" in why
     big = random_graph(64, 4, 2000, 10, seed=1)
     kind, lanes, est, why = choose_core(big, ice, kind="auto", lanes=None, top="uart",
-                                        pipeline=2, vectors=0, score_width=big.score_width)
+                                        design=CoreDesign(2), vectors=0,
+                                        score_width=big.score_width)
     assert kind == "folded" and lanes >= 1 and "parallel core needs" in why
     assert est["cycles_per_inference"] == fold_plan(big, lanes).latency
 

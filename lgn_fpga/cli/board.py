@@ -39,8 +39,8 @@ def boards_command(as_json):
 @click.option("--top", type=click.Choice(["uart", "bist"]), default="uart", show_default=True,
               help="uart: inference over the serial port; bist: on-chip self test.")
 @click.option("--pipeline", type=click.IntRange(min=1), default=None,
-              help="Gate layers between pipeline registers [default: the board profile's "
-                   "value at the board clock, else the core's default, 2].")
+              help="Gate layers between pipeline registers [default: registers placed from "
+                   "the mapped LUT depth, as many LUT levels a stage as the clock allows].")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: build/<board>].")
 @click.option("--seed", type=int, default=1, show_default=True,
@@ -255,17 +255,22 @@ def bist_command(port, baud, timeout, as_json):
         raise UserError(f"BIST failed at vector {report.first_failure}", exit_code=1)
 
 
+#: Vectors in the simulated BIST top's block RAM (fewer than a build's: simulated time is slow).
+SIM_BIST_VECTORS = 64
+
+
 @click.command("sim-board")
 @click.option("--model", "-m", default=None, help="Model to serve [default: the shipped default].")
 @click.option("--top", type=click.Choice(["uart", "bist"]), default="uart", show_default=True)
 @click.option("--pipeline", type=click.IntRange(min=1), default=None,
-              help="Gate layers between pipeline registers [default: with --board what "
-                   "`build --board` uses, else 2, as simulate and export].")
+              help="Gate layers between pipeline registers [default: registers placed from "
+                   "the LUT depth; with --board as `build --board` places them].")
 @click.option("--no-optimize", is_flag=True, help="Serve the net exactly as the file gives it.")
 @click.option("--seconds", type=FiniteFloatRange(min=0), default=0, show_default=True,
               help="Stop after this long (0: until interrupted).")
 @click.option("--board", "-b", "board_name", default=None,
-              help="Serve the pipeline `build --board BOARD` would use.")
+              help="Serve the core `build --board BOARD` would make (its registers and "
+                   "popcount tables, at the board clock).")
 @click.option("--core", "core_kind", type=click.Choice(["parallel", "folded"]),
               default="parallel", show_default=True,
               help="The core inside the top (folded: docs/folded.md).")
@@ -289,16 +294,22 @@ def sim_board_command(model, top, pipeline, no_optimize, seconds, core_kind="par
     from lgn_fpga.verify.board import simulated_top
 
     graph = load_model(model)
+    core_options = None
     if board_name is not None:
         from lgn_fpga.flow import profiles
-        from lgn_fpga.flow.build import board_pipeline
+        from lgn_fpga.flow.build import board_design
+        from lgn_fpga.net.optimize import design_graph
 
-        pipeline = board_pipeline(profiles.get(board_name), pipeline)
+        net, _ = design_graph(graph, optimize=not no_optimize)
+        core_options = board_design(profiles.get(board_name), net, pipeline=pipeline, top=top,
+                                    vectors=SIM_BIST_VECTORS if top == "bist" else 0
+                                    ).core_options()
     try:
         design = simulated_top(graph, top, divisor=SIM_DIVISOR, pipeline=pipeline,
                                optimize=not no_optimize,
                                lanes=lanes if core_kind == "folded" else None,
-                               program=program_ram)
+                               program=program_ram, core_options=core_options,
+                               bist_vectors=SIM_BIST_VECTORS)
     except ValueError as e:
         raise UserError(f"--lanes {lanes}: {e}") from None
     frame_cycles = 10 * SIM_DIVISOR * (graph.inputs // 8 + 8)

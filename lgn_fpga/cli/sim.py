@@ -21,41 +21,52 @@ from lgn_fpga.gateware.core import DEFAULT_PIPELINE
 
 pipeline_option = click.option(
     "--pipeline", type=click.IntRange(min=1), default=None,
-    help="Gate layers between pipeline registers [default: with --board, what `build "
-         f"--board` uses (the profile's value at the board clock); else {DEFAULT_PIPELINE}, "
-         "the one default of simulate, export and sim-board].")
+    help="Gate layers between pipeline registers [default: registers placed from the LUT "
+         "depth; with --board as `build --board` places them for its clock].")
 board_option = click.option(
     "--board", "-b", default=None,
-    help="Use exactly the design `build --board BOARD` makes: its pipeline and core.")
+    help="Use exactly the design `build --board BOARD` makes: its registers, popcount "
+         "tables and core.")
 freq_option = click.option(
     "--freq", "freq_mhz", type=FiniteFloatRange(min=1), default=None,
-    help="With --board: the clock `build --freq` would use (it picks the pipeline).")
+    help="With --board: the clock `build --freq` would use (it places the registers).")
 
 
 def design_options(graph, *, board=None, pipeline=None, freq_mhz=None, optimize=True,
-                   core="parallel", lanes=None) -> dict:
-    """The core options to simulate or export: with ``board`` those ``build --board`` would
-    use (:func:`lgn_fpga.flow.build.board_pipeline`, and its core choice), else the shared
-    default pipeline. ``source`` says where they came from."""
+                   core="parallel", lanes=None, top="uart") -> tuple[dict, dict]:
+    """(options, core options) of the core to simulate or export: with ``board`` the design
+    ``build --board`` would make (:func:`lgn_fpga.flow.build.board_design`, and its core
+    choice), else the core's defaults. ``options`` says what was chosen (``pipeline``
+    "auto" or k, ``stage_luts``, ``popcount_tables``, ``core``, ``lanes``, ``source``: where
+    they came from, ``describe``: in words); the core options are ``LogicNetCore``'s
+    keyword arguments."""
+    from lgn_fpga.flow.build import CoreDesign, board_core, board_design
+    from lgn_fpga.gateware.core import DEFAULT_STAGE_LUTS
+
     if board is None:
         if freq_mhz is not None:
-            raise UserError("--freq needs --board (it picks the board's pipeline)")
-        return {"pipeline": pipeline or DEFAULT_PIPELINE,
-                "core": "folded" if core == "folded" else "parallel", "lanes": lanes or 1,
-                "source": "given" if pipeline else "default"}
-    from lgn_fpga.flow import profiles
-    from lgn_fpga.flow.build import board_core, board_pipeline
-    from lgn_fpga.net.optimize import design_graph
+            raise UserError("--freq needs --board (it places the registers for the board)")
+        design = CoreDesign(pipeline or DEFAULT_PIPELINE, DEFAULT_STAGE_LUTS)
+        kind, lanes_chosen = ("folded" if core == "folded" else "parallel"), lanes or 1
+        source = "given" if pipeline else "default"
+    else:
+        from lgn_fpga.flow import profiles
+        from lgn_fpga.net.optimize import design_graph
 
-    profile = profiles.get(board)
-    chosen = board_pipeline(profile, pipeline, freq_mhz)
-    kind, lanes_chosen = core, lanes or 1
-    if core == "auto":
+        profile = profiles.get(board)
         net, _ = design_graph(graph, optimize=optimize)
-        kind, lanes_chosen = board_core(net, profile, pipeline=chosen, core=core, lanes=lanes)
-    return {"pipeline": chosen, "core": kind, "lanes": lanes_chosen or 1,
-            "source": f"build --board {profile.name}"
-                      + (f" --freq {freq_mhz:g}" if freq_mhz else "")}
+        design = board_design(profile, net, pipeline=pipeline, freq_mhz=freq_mhz, top=top)
+        kind, lanes_chosen = core, lanes or 1
+        if core == "auto":
+            kind, lanes_chosen = board_core(net, profile, design=design, core=core,
+                                            lanes=lanes, top=top)
+        source = f"build --board {profile.name}" + (f" --freq {freq_mhz:g}" if freq_mhz
+                                                     else "")
+    options = {**design.report(), "core": kind, "lanes": lanes_chosen or 1,
+               "source": source, "describe": design.describe()}
+    return options, design.core_options()
+
+
 no_optimize_option = click.option(
     "--no-optimize", is_flag=True,
     help="Build the net as given (default: remove dead gates, constants and duplicates first).")
@@ -142,9 +153,10 @@ def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, n
         bits = load_array(inputs_path, "--inputs")
     else:
         bits = random_bits(graph.inputs, count, seed)
-    design = design_options(graph, board=board, pipeline=pipeline, freq_mhz=freq_mhz,
-                            optimize=not no_optimize, core=core_kind, lanes=lanes)
-    pipeline, core_kind, lanes = design["pipeline"], design["core"], design["lanes"]
+    design, core_options = design_options(graph, board=board, pipeline=pipeline,
+                                          freq_mhz=freq_mhz, optimize=not no_optimize,
+                                          core=core_kind, lanes=lanes)
+    core_kind, lanes = design["core"], design["lanes"]
     console = Console(stderr=True)
     # A compile has no cycle count yet: show its step and the elapsed time, not "0/?".
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -160,12 +172,13 @@ def simulate(model, inputs_path, count, seed, pipeline, engine, gap_rate, vcd, n
             progress.update(task, description=f"{engine}: {text}")
 
         result = run_simulation(
-            graph, bits, pipeline=pipeline, engine=engine, optimize=not no_optimize,
+            graph, bits, pipeline=core_options["pipeline"], engine=engine,
+            optimize=not no_optimize, core_options=core_options,
             gap_rate=gap_rate, seed=seed, vcd=vcd, fault=_parse_fault(fault),
             progress=on_progress, status=on_status,
             core="folded" if core_kind == "folded" else "parallel", lanes=lanes)
     used = (f"{core_kind} core" + (f", {lanes} lane(s)" if core_kind == "folded" else
-                                   f", pipeline {pipeline}")
+                                   f", {design['describe']}")
             + f", {'not ' if no_optimize else ''}optimized ({design['source']})")
     compiled = ""
     if "build_seconds" in result.extra:  # a compiled engine: its compile is not its rate
@@ -208,13 +221,14 @@ def export(model, fmt, output, pipeline, name, no_optimize, board=None, freq_mhz
     check_name(name)
     check_outputs(output)
     graph = load_model(model)
-    design = design_options(graph, board=board, pipeline=pipeline, freq_mhz=freq_mhz,
-                            optimize=not no_optimize, core="auto" if board else "parallel")
-    export_file(graph, fmt, output, pipeline=design["pipeline"], name=name,
+    design, core_options = design_options(graph, board=board, pipeline=pipeline,
+                                          freq_mhz=freq_mhz, optimize=not no_optimize,
+                                          core="auto" if board else "parallel")
+    export_file(graph, fmt, output, pipeline=core_options["pipeline"], name=name,
                 optimize=not no_optimize, source=str(model), core=design["core"],
-                lanes=design["lanes"])
+                lanes=design["lanes"], core_options=core_options)
     shape = (f"folded, {design['lanes']} lane(s)" if design["core"] == "folded"
-             else f"pipeline {design['pipeline']}")
+             else design["describe"])
     click.echo(f"{fmt} -> {output} ({shape}, {design['source']})", err=True)
 
 

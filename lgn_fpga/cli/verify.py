@@ -12,10 +12,10 @@ from lgn_fpga.cli.util import FiniteFloatRange, echo_json, load_model, model_arg
 @click.command("verify")
 @model_argument
 @click.option("--board", default="icebreaker", show_default=True,
-              help="Board profile (see `lgn-fpga boards`) whose FPGA family to synthesize for, "
-                   "with its pipeline depth.")
+              help="Board profile (see `lgn-fpga boards`) whose FPGA family to synthesize for.")
 @click.option("--pipeline", type=click.IntRange(min=1), default=None,
-              help="Gate layers between pipeline registers [default: the board profile's].")
+              help="Gate layers between pipeline registers [default: the core's, registers "
+                   "placed from the LUT depth].")
 @click.option("--no-optimize", is_flag=True,
               help="Build the net as given (default: optimized, as `build` does; the proof "
                    "is always against MODEL as given).")
@@ -34,7 +34,7 @@ def verify(model, board, pipeline, no_optimize, timeout, as_json):
 
     profile = profiles.get(board)
     graph = load_model(model)
-    result = prove(graph, family=profile.family, pipeline=pipeline or profile.pipeline,
+    result = prove(graph, family=profile.family, pipeline=pipeline,
                    optimize=not no_optimize, timeout=timeout)
     if as_json:
         echo_json(result.to_json())

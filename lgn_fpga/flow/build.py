@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -195,12 +195,13 @@ def fits(est: dict, margin: float = 1.0) -> bool:
 
 
 def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top: str,
-                pipeline: int, vectors: int, score_width: int,
+                design: CoreDesign, vectors: int, score_width: int,
                 divisor: int | None = None,
                 program: str | None = None) -> tuple[str, int, dict, str]:
-    """(kind, lanes, estimate, why): the parallel core when asked, or with ``auto`` when it
-    fits with :data:`FIT_MARGIN` to spare; else the folded core with ``lanes`` lanes, or
-    the most lanes (up to 8) whose estimate fits with the same margin (at least 1).
+    """(kind, lanes, estimate, why): the parallel core shaped by ``design`` when asked, or
+    with ``auto`` when it fits with :data:`FIT_MARGIN` to spare; else the folded core with
+    ``lanes`` lanes, or the most lanes (up to 8) whose estimate fits with the same margin
+    (at least 1).
 
     Raises
     ------
@@ -217,11 +218,13 @@ def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top:
         raise UserError(f"--program spram: {profile.name} ({profile.device}) has no SPRAM")
     if lanes is not None and not (1 <= lanes <= MAX_LANES and lanes & (lanes - 1) == 0):
         raise UserError(f"--lanes must be a power of two from 1 to {MAX_LANES}, got {lanes}")
-    par = estimate(graph, profile, top=top, pipeline=pipeline, vectors=vectors,
-                   score_width=score_width)
+    par = estimate(graph, profile, top=top, vectors=vectors, score_width=score_width,
+                   **design.core_options())
     if kind == "parallel":
         return "parallel", 0, par, "asked for with --core parallel"
-    if kind == "auto" and fits(par, FIT_MARGIN):
+    # Block RAM is counted in whole blocks, and the popcount tables take only what is free:
+    # the margin is for the estimated logic.
+    if kind == "auto" and fits({**par, "bram_bits": par["bram_bits"] * FIT_MARGIN}, FIT_MARGIN):
         return "parallel", 0, par, (f"fits with margin: ~{par['cells']} of "
                                     f"{par['capacity_luts']} logic cells")
     why = ("asked for with --core folded" if kind == "folded" else
@@ -406,7 +409,6 @@ def _tail(path: Path, lines: int = 8) -> str:
 def _bist_vectors(opts: BuildOptions, graph: GateGraph, count: int):
     """(vector set, where it came from) for the BIST: ``--vector-set``, else the shipped
     set of a shipped model, else a fresh set made with ``--seed``; at most ``count``."""
-    from dataclasses import replace
 
     from lgn_fpga.models import DEFAULT, shipped
     from lgn_fpga.net import vectors as vec
@@ -608,44 +610,143 @@ def _keep_failed(staging: Path, out: Path, report: dict) -> Path:
     return failed
 
 
-def board_pipeline(profile, pipeline: int | None = None, freq_mhz: float | None = None) -> int:
-    """Gate layers per register stage of the core that ``build --board`` makes: ``pipeline``
-    if given, else the board profile's value when it runs at the board clock (a slow clock
-    leaves slack that sparser registers turn into free logic cells), else the core's
-    default. ``simulate --board`` and ``export --board`` call this too, so they describe the
-    design that is flashed; without a board all of them use ``DEFAULT_PIPELINE``."""
-    from lgn_fpga.gateware.core import DEFAULT_PIPELINE
+#: ``LogicNetCore``'s ``pipeline`` that places the registers from the mapped LUT depth
+#: (:data:`lgn_fpga.gateware.core.AUTO`; not imported here, so that loading the flow does not
+#: load Amaranth).
+AUTO = 0
+#: Address bits of one popcount lookup table per family: an iCE40 SB_RAM40_4K as 1024 x 4.
+#: None: no tables. ECP5 gets none: a DP16KD read without its output register takes 5.6 ns
+#: from the clock, so a table's count into the first adder is the critical path (digits
+#: with tables: 104.6 MHz on the ECP5-85F against 239 MHz without; docs/core.md), and 12-bit
+#: tables reach Yosys as 4096 initial writes each, too slow to synthesize.
+TABLE_BITS = {"ice40": 10}
 
-    at_board_clock = freq_mhz is None or freq_mhz * 1e6 <= profile.clock_hz
-    return pipeline or (profile.pipeline if at_board_clock else None) or DEFAULT_PIPELINE
+
+@dataclass(frozen=True)
+class CoreDesign:
+    """How ``build --board`` shapes the parallel core: ``LogicNetCore``'s options.
+
+    ``pipeline`` is a fixed spacing (``--pipeline k``) or :data:`AUTO` (0): registers placed
+    from the mapped LUT depth, at most ``stage_luts`` LUT4 levels a stage, derived from the
+    target clock and the family (:meth:`Profile.stage_luts
+    <lgn_fpga.flow.profiles.Profile.stage_luts>`). ``popcount_tables`` block RAMs count
+    ``table_bits`` class bits each (:data:`TABLE_BITS`)."""
+
+    pipeline: int = AUTO
+    stage_luts: int = 2
+    popcount_tables: int = 0
+    table_bits: int = 10
+
+    def core_options(self) -> dict:
+        """Keyword arguments of ``LogicNetCore`` (and of :func:`estimate`)."""
+        return {"pipeline": self.pipeline, "stage_luts": self.stage_luts,
+                "popcount_tables": self.popcount_tables, "table_bits": self.table_bits}
+
+    def report(self) -> dict:
+        """What ``report.json``'s ``options`` and ``simulate --json`` say was chosen."""
+        return {"pipeline": "auto" if self.pipeline == AUTO else self.pipeline,
+                "stage_luts": self.stage_luts if self.pipeline == AUTO else None,
+                "popcount_tables": self.popcount_tables,
+                "table_bits": self.table_bits if self.popcount_tables else None}
+
+    def describe(self) -> str:
+        """One phrase, e.g. "registers from the LUT depth, 2 LUT levels a stage, 26 popcount
+        tables" or "pipeline 4"."""
+        shape = (f"registers from the LUT depth, {self.stage_luts} LUT level"
+                 f"{'s' if self.stage_luts != 1 else ''} a stage" if self.pipeline == AUTO
+                 else f"pipeline {self.pipeline}")
+        return shape + (f", {self.popcount_tables} popcount tables"
+                        if self.popcount_tables else "")
 
 
-def board_core(graph: GateGraph, profile, *, pipeline: int, core: str = "auto",
+def target_clock_hz(profile, freq_mhz: float | None = None) -> float:
+    """The clock the logic of ``build --board`` runs at: the board oscillator, or with
+    ``--freq`` what the PLL makes of it (the requested value where it cannot; the build
+    refuses that later)."""
+    if freq_mhz is None or abs(freq_mhz * 1e6 - profile.clock_hz) <= 1:
+        return float(profile.clock_hz)
+    from lgn_fpga.gateware.pll import ecp5_pll_params, ice40_pll_params
+
+    params = ice40_pll_params if profile.family == "ice40" else ecp5_pll_params
+    try:
+        return float(params(profile.clock_hz, freq_mhz * 1e6)["freq"])
+    except ValueError:
+        return freq_mhz * 1e6
+
+
+def board_design(profile, graph: GateGraph | None = None, *, pipeline: int | None = None,
+                 freq_mhz: float | None = None, top: str = "uart", vectors: int = 0,
+                 score_width: int | None = None) -> CoreDesign:
+    """The parallel core ``build --board`` makes for the built (optimized) net ``graph``.
+    ``simulate``, ``export`` and ``sim-board`` with ``--board`` call this too, so they
+    describe the design that is flashed; without a board they use the core's defaults.
+
+    Registers: ``pipeline`` (``--pipeline k``) if given, else :data:`AUTO` with as many LUT
+    levels a stage as the target clock allows (:func:`target_clock_hz`,
+    ``Profile.stage_luts``). Popcount tables (iCE40 only, :data:`TABLE_BITS`): the block
+    RAMs the top leaves free (:func:`~lgn_fpga.flow.fit.top_bram_blocks`), at most as many
+    as the classes can use; none without ``graph``."""
+    from lgn_fpga.flow.fit import top_bram_blocks
+
+    stage_luts = profile.stage_luts(target_clock_hz(profile, freq_mhz))
+    tables, table_bits = 0, TABLE_BITS.get(profile.family, 10)
+    if graph is not None and profile.family in TABLE_BITS:
+        free = profile.bram_blocks - top_bram_blocks(graph, profile.family, top=top,
+                                                     vectors=vectors, score_width=score_width)
+        tables = _usable_tables(graph, table_bits, free)
+    return CoreDesign(pipeline or AUTO, stage_luts, tables, table_bits)
+
+
+def _usable_tables(graph: GateGraph, table_bits: int, most: int) -> int:
+    """The most lookup tables of ``table_bits``, up to ``most``, that the popcounts of
+    ``graph`` use all of: ``LogicNetCore`` deals them round robin over the classes
+    (``spread_tables``) and a class's popcount plan uses at most (unit-weight bits - 2) //
+    ``table_bits`` (``plan_popcount``), so a larger count could leave some unused."""
+    from lgn_fpga.gateware.core import class_counts, spread_tables
+
+    counts = class_counts(graph)
+    cap = [max(0, (sum(w == 1 for w in c.weights) - 2) // table_bits) for c in counts]
+    for n in range(min(most, sum(cap)), 0, -1):
+        if sum(map(min, spread_tables(counts, n, table_bits), cap)) == n:
+            return n
+    return 0
+
+
+def board_core(graph: GateGraph, profile, *, design: CoreDesign, core: str = "auto",
                lanes: int | None = None, top: str = "uart") -> tuple[str, int]:
-    """(core kind, lanes) that ``build --board`` chooses for the built net ``graph`` (the
-    UART top's fit; the BIST top's vectors are not counted)."""
+    """(core kind, lanes) that ``build --board`` chooses for the built net ``graph`` with
+    the parallel core shaped by ``design`` (the UART top's fit; the BIST top's vectors are
+    not counted)."""
     from amaranth.utils import bits_for
 
     kind, lanes, _, _ = choose_core(graph, profile, kind=core, lanes=lanes, top=top,
-                                    pipeline=pipeline, vectors=0,
+                                    design=design, vectors=0,
                                     score_width=bits_for(graph.group_size))
     return kind, lanes
 
 
-def timing_hints(graph: GateGraph, profile, *, top: str, pipeline: int, vectors: int,
+def timing_hints(graph: GateGraph, profile, *, top: str, design: CoreDesign, vectors: int,
                  score_width: int, fmax_mhz: float | None, core: str = "parallel") -> list[str]:
-    """What to try when timing fails, each checked first so that the build would accept it:
-    a shorter pipeline stage only if the parallel core (``core``: as ``--core`` chooses)
-    still passes the fit check with it, a lower clock only if the PLL can make it."""
+    """What to try when timing fails with the parallel core shaped by ``design``, each
+    checked first so that the build would accept it: a shorter pipeline stage only if the
+    parallel core (``core``: as ``--core`` chooses) still passes the fit check with it, a
+    lower clock only if the PLL can make it.
+
+    With a fixed ``--pipeline k`` a shorter stage is ``--pipeline j``, j < k; with the
+    registers placed from the LUT depth (``stage_luts`` levels a stage), ``--pipeline j``
+    for j < ``stage_luts`` (a stage of j layers has at most j LUT levels), and ``--pipeline
+    1`` in any case, since the depth is an estimate of ABC's mapping. A lower ``--freq``
+    also gives the stages more LUT levels, which the delay model sizes for that clock."""
     from lgn_fpga.gateware.pll import ecp5_pll_params, ice40_pll_params
 
     pll_params = ice40_pll_params if profile.family == "ice40" else ecp5_pll_params
     hints = []
-    for shorter in range(1, pipeline):  # the shortest stage that still fits is the best bet
+    longest = design.pipeline if design.pipeline != AUTO else max(2, design.stage_luts)
+    for shorter in range(1, longest):  # the shortest stage that still fits is the best bet
         try:
             kind, _, est, _ = choose_core(graph, profile, kind=core, lanes=None, top=top,
-                                          pipeline=shorter, vectors=vectors,
-                                          score_width=score_width)
+                                          design=replace(design, pipeline=shorter),
+                                          vectors=vectors, score_width=score_width)
             if kind != "parallel":  # --pipeline would not reach the parallel core
                 continue
             check_fit(est, profile)
@@ -783,7 +884,6 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
 
     from lgn_fpga.gateware.core import LogicNetCore
 
-    pipeline = board_pipeline(profile, opts.pipeline, opts.freq_mhz)
     score_width = bits_for(graph.group_size)  # as the core computes it
     vectors = 0
     if opts.top == "bist":
@@ -792,12 +892,14 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
             class_width = max(1, (graph.classes - 1).bit_length())
             per = graph.inputs + class_width + graph.classes * score_width
             vectors = max(1, min(vectors, profile.bram_bits // 2 // per))
+    shape = board_design(profile, graph, pipeline=opts.pipeline, freq_mhz=opts.freq_mhz,
+                          top=opts.top, vectors=vectors, score_width=score_width)
     from lgn_fpga.gateware.uart import divisor_for
 
     est_divisor = divisor_for(opts.freq_mhz * 1e6 if opts.freq_mhz else profile.clock_hz,
                               opts.baud)
     core_kind, lanes, est, core_why = choose_core(
-        graph, profile, kind=opts.core, lanes=opts.lanes, top=opts.top, pipeline=pipeline,
+        graph, profile, kind=opts.core, lanes=opts.lanes, top=opts.top, design=shape,
         vectors=vectors, score_width=score_width, divisor=est_divisor, program=opts.program)
     if core_kind == "folded" and opts.top == "bist" and opts.vectors is None:
         # The program and value store come first; the vectors get half of what is left.
@@ -856,18 +958,18 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
                     f"longer than the {window} cycles before the next request's input "
                     f"arrives at {opts.baud} baud: use a lower --baud or a faster --freq")
     else:
-        core = LogicNetCore(graph, pipeline=pipeline)
+        core = LogicNetCore(graph, **shape.core_options())
         cycles_per_inference = 1
 
     vsource = None
     if opts.top == "uart":
-        top = UartTop(graph, divisor=divisor, clock_hz=int(clock_hz), pipeline=pipeline,
+        top = UartTop(graph, divisor=divisor, clock_hz=int(clock_hz),
                       model_hash=original.sha256(), core=core)
     else:
         vset, vsource = _bist_vectors(opts, original, vectors)
         vectors = len(vset)
         bits = vset.bits
-        top = BistTop(graph, bits, divisor=divisor, pipeline=pipeline, core=core,
+        top = BistTop(graph, bits, divisor=divisor, core=core,
                       expected=pack_expected(vset.classes, vset.scores, core.score_width)[0])
         # The stored answers come from the golden model of the net as given; the built net
         # is the optimized one. They must agree before anything goes on a chip.
@@ -895,7 +997,7 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
                   "built_gates": graph.gates, "built_logic_gates": est["logic_gates"],
                   "widths": graph.widths, "inputs": graph.inputs, "classes": graph.classes},
         "optimize": opt_stats,
-        "options": {"pipeline": pipeline, "seed": opts.seed, "optimize": opts.optimize,
+        "options": {**shape.report(), "seed": opts.seed, "optimize": opts.optimize,
                     "baud": opts.baud, "freq_mhz": opts.freq_mhz, "vectors": vectors or None,
                     "vector_source": vsource},
         "clock": {"board_hz": profile.clock_hz, "target_hz": clock_hz,
@@ -1011,7 +1113,7 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         bitstream = tmp / bitstream_name
         if not met and not opts.allow_timing_fail:
             report["status"] = "timing failed"
-            hints = timing_hints(graph, profile, top=opts.top, pipeline=pipeline,
+            hints = timing_hints(graph, profile, top=opts.top, design=shape,
                                  vectors=vectors, score_width=score_width,
                                  fmax_mhz=achieved, core=opts.core)
             if core_kind != "parallel":  # --pipeline shapes only the parallel core

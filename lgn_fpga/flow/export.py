@@ -98,7 +98,7 @@ def header(core: LogicNetCore, fmt: str, *, name: str, model_sha256: str,
 
 def export(graph: GateGraph, fmt: str, *, pipeline: int = DEFAULT_PIPELINE,
            name: str = "lgn_core", optimize: bool = True, source: str | None = None,
-           core: str = "parallel", lanes: int = 1) -> str:
+           core: str = "parallel", lanes: int = 1, core_options: dict | None = None) -> str:
     """The core for ``graph`` (optimized unless told not to) as Verilog or RTLIL text, or
     the net alone (:data:`NET_FORMATS`): C or AIGER text, or ``bytes`` for binary ``aig``.
 
@@ -117,7 +117,8 @@ def export(graph: GateGraph, fmt: str, *, pipeline: int = DEFAULT_PIPELINE,
 
         core = FoldedCore(net, lanes=lanes)
     else:
-        core = LogicNetCore(net, pipeline=pipeline)
+        # more of LogicNetCore's options, as `build --board` sets them (a pipeline there wins)
+        core = LogicNetCore(net, **{"pipeline": pipeline, **(core_options or {})})
     if fmt == "verilog":
         from amaranth.back import verilog
 

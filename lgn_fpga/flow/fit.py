@@ -19,7 +19,7 @@ from lgn_fpga.errors import UserError
 from lgn_fpga.net.graph import GateGraph
 
 __all__ = ["LUTS_PER_LOGIC_GATE", "UART_OVERHEAD_FFS", "UART_OVERHEAD_LUTS", "check_fit",
-           "core_resources", "estimate"]
+           "core_resources", "estimate", "top_bram_blocks"]
 
 # Receiver, sender, result FIFO, UARTs, heartbeat: measured on iCE40 with a 107-gate net as
 # 701 LUT4 and 724 FFs in all, of which the net and its head are ~150 of each.
@@ -71,6 +71,7 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
     core._MustUse__silence = True  # (Amaranth warns about elaboratables never elaborated)
     sw, classes, k = graph.score_width, graph.classes, graph.group_size
     mapped = map_layers(graph, core.register_after)
+    tables_used = 0  # the tables the popcount plans use (of those dealt to the classes)
     roots: set = set()    # gate origins that are LUT outputs
     leaf_uses: dict = {}  # gate origin -> LUTs reading it
     for layer in mapped:
@@ -100,6 +101,7 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
         plan = plan_popcount(len(counted.bits), counted.weights, counted.offset,
                              tables=tables, table_bits=table_bits, wires=core.class_wires(c))
         bit = [last[c * k + i] for i in counted.bits]
+        tables_used += len(plan.tables)
         for i, j in plan.pairs:
             ha = merge_pair(bit[i], bit[j], ("ha", c, i))
             luts += 2
@@ -107,6 +109,12 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
             for leaf in ha.leaves:
                 if _is_gate(leaf):
                     roots.add(leaf)
+        for triple in getattr(plan, "triples", ()):  # level-0 full adders: sum and carry
+            luts += 2
+            ffs += 2
+            for i in triple:
+                if bit[i].level > 0:  # (they take wires; a gate stays a LUT of its own)
+                    roots.add(bit[i].origin)
         for i in list(plan.spares) + list(plan.singles) + [i for i, _ in plan.weighted]:
             ffs += 1
             if bit[i].level > 0:
@@ -164,28 +172,64 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
         "ice40_cells": ice40_cells,
         "cells": ice40_cells if family == "ice40" else ecp5_comb,
         "ecp5_luts": net_luts + luts - ecp5_sum_luts, "ccu2c": ccu2,
-        "tables": sum(core.class_tables),
+        "tables": tables_used,
         "head_luts": luts, "head_ffs": ffs, "head_cells": head_cells,
     }
 
 
-def estimate(graph: GateGraph, profile, *, top: str, pipeline: int, vectors: int = 0,
-             score_width: int | None = None) -> dict:
-    """LUTs, FFs, logic cells and block RAM bits the design should need, from the net's
-    shape (see :func:`core_resources`) plus the board top's overhead."""
+#: Result bits per block RAM in the UART top's result FIFO (7 words deep: one block wide
+#: enough): SB_RAM40_4K as 256 x 16, DP16KD as 512 x 36.
+RESULT_BITS_PER_BLOCK = {"ice40": 16, "ecp5": 36}
+
+
+def top_bram_blocks(graph: GateGraph, family: str, *, top: str, vectors: int = 0,
+                    score_width: int | None = None) -> int:
+    """Block RAMs the board top itself uses around the parallel core: the UART top's result
+    FIFO, or the BIST top's vectors and their answers (each memory in the block shape that
+    takes the fewest blocks).
+
+    The FIFO holds the sequence byte, the class and the scores; Yosys drops the bits that
+    pad them to whole bytes (always 0), so it takes a block per 16 of the others on iCE40:
+    4 SB_RAM40_4K for digits (8 + 4 + 10 x 5 bits) and 6 for mnist400 (8 + 4 + 10 x 7), as
+    placed."""
+    sw = score_width or graph.score_width
+    if top == "uart":
+        result_bits = 8 + graph.class_width + graph.classes * sw
+        return -(-result_bits // RESULT_BITS_PER_BLOCK.get(family, 16))
+    if not vectors:
+        return 0
+    from lgn_fpga.gateware.folded import memory_blocks
+
+    blocks = 0
+    for width in (graph.inputs, graph.class_width + graph.classes * sw):
+        blocks += memory_blocks(family, width, vectors) or -(-width * vectors // 4096)
+    return blocks
+
+
+def estimate(graph: GateGraph, profile, *, top: str, pipeline: int | None = 0,
+             vectors: int = 0, score_width: int | None = None, stage_luts: int | None = None,
+             popcount_tables: int = 0, table_bits: int = 10) -> dict:
+    """LUTs, FFs, logic cells and block RAMs the design should need, from the net's shape
+    (see :func:`core_resources`, with ``LogicNetCore``'s options ``pipeline``,
+    ``stage_luts``, ``popcount_tables`` and ``table_bits``) plus the board top's overhead.
+    Block RAM is counted in whole blocks (``bram_blocks``: the top's own,
+    :func:`top_bram_blocks`, plus the popcount tables), and ``bram_bits`` is the larger of
+    the BIST's vector bits and those blocks' bits."""
     from lgn_fpga.net.optimize import logic_gates
 
     logic = logic_gates(graph)
     sw = score_width or graph.score_width
-    core = core_resources(graph, pipeline=pipeline, family=profile.family, scores=True)
+    core = core_resources(graph, pipeline=pipeline, stage_luts=stage_luts,
+                          family=profile.family, scores=True,
+                          popcount_tables=popcount_tables, table_bits=table_bits)
     luts, ffs, cells = core["luts"], core["ffs"], core["cells"]
-    bram_bits = 0
+    vector_bits = 0
     if top == "uart":
         luts += UART_TOP_LUTS
         ffs += UART_TOP_FFS + graph.inputs
         cells += UART_TOP_LUTS + graph.inputs
     else:
-        bram_bits = vectors * (graph.inputs + graph.class_width + graph.classes * sw)
+        vector_bits = vectors * (graph.inputs + graph.class_width + graph.classes * sw)
         luts += UART_OVERHEAD_LUTS
         ffs += UART_OVERHEAD_FFS
         cells += UART_OVERHEAD_LUTS
@@ -193,9 +237,15 @@ def estimate(graph: GateGraph, profile, *, top: str, pipeline: int, vectors: int
         # ECP5 slices hold LUTs and FFs separately: the LUT slots (carry chains take two per
         # CCU2C) are what fills the device.
         cells = core["cells"] + (luts - core["luts"])
+    blocks = core["tables"] + top_bram_blocks(graph, profile.family, top=top,
+                                              vectors=vectors, score_width=sw)
+    block_bits = profile.bram_bits // max(1, profile.bram_blocks)
     return {"gates": graph.gates, "logic_gates": logic, "luts": luts, "ffs": ffs,
-            "cells": cells, "bram_bits": bram_bits, "capacity_luts": profile.luts,
-            "capacity_ffs": profile.ffs, "capacity_bram_bits": profile.bram_bits}
+            "cells": cells, "bram_bits": max(vector_bits, blocks * block_bits),
+            "bram_blocks": blocks, "popcount_tables": core["tables"], "top": top,
+            "capacity_luts": profile.luts, "capacity_ffs": profile.ffs,
+            "capacity_bram_bits": profile.bram_bits,
+            "capacity_bram_blocks": profile.bram_blocks}
 
 
 def check_fit(est: dict, profile) -> None:
@@ -207,6 +257,7 @@ def check_fit(est: dict, profile) -> None:
         If the estimate exceeds the device's LUTs, logic cells, FFs or block RAM.
     """
     problems = []
+    bist = est.get("top", "bist" if est["bram_bits"] else "uart") == "bist"
     if est["luts"] > est["capacity_luts"]:
         problems.append(f"~{est['luts']} LUTs needed, {est['capacity_luts']} available")
     elif est["cells"] > est["capacity_luts"]:
@@ -214,7 +265,10 @@ def check_fit(est: dict, profile) -> None:
                         f"{est['ffs']} FFs), {est['capacity_luts']} available")
     if est["ffs"] > est["capacity_ffs"]:
         problems.append(f"~{est['ffs']} FFs needed, {est['capacity_ffs']} available")
-    if est["bram_bits"] > est["capacity_bram_bits"]:
+    if est.get("bram_blocks", 0) > est.get("capacity_bram_blocks", est.get("bram_blocks", 0)):
+        problems.append(f"{est['bram_blocks']} block RAMs needed, "
+                        f"{est['capacity_bram_blocks']} available")
+    elif est["bram_bits"] > est["capacity_bram_bits"]:
         problems.append(f"{est['bram_bits']} block RAM bits needed, "
                         f"{est['capacity_bram_bits']} available")
     if problems:
@@ -222,5 +276,5 @@ def check_fit(est: dict, profile) -> None:
             f"the net does not fit {profile.name} ({profile.device}): {est['gates']} gates "
             f"({est['logic_gates']} logic), {'; '.join(problems)}; use a bigger board"
             # --vectors only sizes the BIST top's block RAM: never suggest it for the UART top
-            f"{', a smaller net or fewer --vectors' if est['bram_bits'] else ' or a smaller net'}"
+            f"{', a smaller net or fewer --vectors' if bist else ' or a smaller net'}"
             f" (--force builds anyway)")

@@ -17,6 +17,19 @@ from lgn_fpga.errors import UserError
 
 FAMILIES = {"ice40": "iCE40", "ecp5": "ECP5"}
 
+#: The register-to-register delay model that places the parallel core's registers from the
+#: target clock, per family: ``(fixed_ns, level_ns)``; a gate stage of L LUT4 levels takes
+#: about ``fixed_ns + L * level_ns`` (``fixed_ns``: clock-to-out plus setup; ``level_ns``:
+#: one LUT4 and the routing into the next, which is most of it). Calibrated on placed
+#: builds (docs/boards.md): on the UP5K a two-level stage of the shipped digits takes
+#: 9.7 ns (1.4 ns clock-to-out, 1.2 ns setup, so 3.55 ns a level); on the ECP5 ... (see
+#: :data:`STAGE_TIMING` calibration in docs/boards.md). A profile may override either
+#: number (``stage_fixed_ns``, ``lut_level_ns``), e.g. for a faster speed grade.
+STAGE_TIMING = {"ice40": (2.2, 3.85), "ecp5": (1.0, 1.3)}
+#: The most LUT levels a stage is given, however slow the clock: beyond this the whole net
+#: of any shipped or benchmark model is one stage already.
+MAX_STAGE_LUTS = 32
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -39,11 +52,21 @@ class Profile:
     aliases: tuple[str, ...] = ()
     uart_pins: dict | None = None
     pll_from_pad: bool = False  # iCE40: the clock pin is a PLL pad (SB_PLL40_PAD)
-    #: gate layers per pipeline stage when running at the board clock (no --freq): slow
-    #: board clocks leave timing slack that sparser registers turn into free logic cells.
-    pipeline: int | None = None
+    #: the stage delay model (:data:`STAGE_TIMING`); None: the family's
+    stage_fixed_ns: float | None = None
+    lut_level_ns: float | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
+
+    def stage_luts(self, clock_hz: float) -> int:
+        """LUT4 levels one register stage of the parallel core may have at ``clock_hz``:
+        the most whose estimated delay (:data:`STAGE_TIMING`) fits in a clock period, at
+        least 1 and at most :data:`MAX_STAGE_LUTS`."""
+        fixed, level = STAGE_TIMING[self.family]
+        fixed = fixed if self.stage_fixed_ns is None else self.stage_fixed_ns
+        level = level if self.lut_level_ns is None else self.lut_level_ns
+        levels = int((1e9 / clock_hz - fixed) // level)
+        return max(1, min(MAX_STAGE_LUTS, levels))
 
     @property
     def bitstream_name(self) -> str:
@@ -118,6 +141,15 @@ def _need(doc: dict, key: str, kind, where: str):
     return value
 
 
+def _ns(doc: dict, key: str, where: str) -> float | None:
+    if key not in doc:
+        return None
+    value = doc[key]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise UserError(f"{where}: {key!r} must be a positive number of ns, got {value!r}")
+    return float(value)
+
+
 def parse(text: str, where: str) -> Profile:
     try:
         doc = tomllib.loads(text)
@@ -149,7 +181,10 @@ def parse(text: str, where: str) -> Profile:
         aliases=tuple(doc.get("aliases", [])),
         uart_pins=doc.get("uart_pins"),
         pll_from_pad=doc.get("pll", "core") == "pad",
-        pipeline=int(doc["pipeline"]) if "pipeline" in doc else None,
+        # An older profile's `pipeline` (a fixed spacing at the board clock) is accepted and
+        # ignored: the registers are placed from the clock now (docs/boards.md).
+        stage_fixed_ns=_ns(doc, "stage_fixed_ns", where),
+        lut_level_ns=_ns(doc, "lut_level_ns", where),
         source=where,
     )
 

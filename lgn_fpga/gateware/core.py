@@ -44,7 +44,7 @@ from lgn_fpga.net import ops
 from lgn_fpga.net.graph import GateGraph
 
 __all__ = ["AUTO", "DEFAULT_PIPELINE", "DEFAULT_STAGE_LUTS", "ClassCount", "LogicNetCore",
-           "class_counts", "gate_stages", "place_registers"]
+           "class_counts", "class_wires", "gate_stages", "place_registers"]
 
 #: ``pipeline`` value that places the gate-layer registers from the mapped LUT depth (see
 #: :func:`place_registers`) instead of after every ``pipeline``-th layer.
@@ -255,6 +255,14 @@ def class_counts(graph: GateGraph) -> list[ClassCount]:
     return result
 
 
+def class_wires(graph: GateGraph, c: int, counted: ClassCount) -> tuple:
+    """Indices into ``counted.bits`` (class ``c``'s) of the bits that are wires: pass-through
+    gates of the last layer, so straight from a register or an input."""
+    last = graph.layers[-1].op
+    base = c * graph.group_size
+    return tuple(i for i, b in enumerate(counted.bits) if int(last[base + b]) in (ops.A, ops.B))
+
+
 def _wires_first(counted: ClassCount, ops_of_bits: list) -> ClassCount:
     order = sorted(range(len(counted.bits)),
                    key=lambda i: ops_of_bits[i] not in (ops.A, ops.B))
@@ -306,6 +314,10 @@ class LogicNetCore(wiring.Component):
         Lookup tables (block RAMs) the popcounts may use, spread over the classes: each
         counts ``table_bits`` class bits (see :class:`~lgn_fpga.gateware.head.Popcount`).
         0 (the default): logic only, for a core that does not know its device.
+    full_adders : bool
+        Let the popcounts sum class bits that are wires three at a time at level 0 (full
+        adders; see :func:`~lgn_fpga.gateware.head.plan_popcount`); ``False``: half adders
+        and carry-ins only, as before.
     table_bits : int
         Address bits of one table: 10 on iCE40 (SB_RAM40_4K as 1024 x 4), 12 on ECP5
         (DP16KD as 4096 x 4).
@@ -329,7 +341,7 @@ class LogicNetCore(wiring.Component):
     def __init__(self, graph: GateGraph, *, pipeline: int | None = DEFAULT_PIPELINE,
                  stage_luts: int = DEFAULT_STAGE_LUTS, head_levels_per_stage: int = 1,
                  scores: bool = True, split_compare: bool = True, popcount_tables: int = 0,
-                 table_bits: int = 10):
+                 table_bits: int = 10, full_adders: bool = True):
         pipeline = pipeline or AUTO
         if pipeline < 0:
             raise ValueError(f"pipeline must be at least 1 gate layer per stage (or 0: "
@@ -363,13 +375,15 @@ class LogicNetCore(wiring.Component):
                                                   for i in c.bits])
                                  for cls, c in enumerate(self.class_counts)]
         self.table_bits = table_bits
+        self.full_adders = full_adders
         self.class_tables = spread_tables(self.class_counts, popcount_tables, table_bits)
         # The last gate stage ends in the popcounts' level-0 register (fused), so it counts
         # as a gate stage and the popcount adds only its adder levels.
         self.gate_latency = len(self.register_after) + 1
         self.popcount_latency = max(
             (popcount_latency(len(c.bits), head_levels_per_stage, c.weights, c.offset,
-                              tables=t, table_bits=table_bits, wires=self.class_wires(cls))
+                              tables=t, table_bits=table_bits, wires=self.class_wires(cls),
+                              full_adders=full_adders)
              - 1 for cls, (c, t) in enumerate(zip(self.class_counts, self.class_tables))
              if c.bits), default=0)
         self.argmax_latency = argmax_latency(graph.classes, head_levels_per_stage, split_compare)
@@ -386,10 +400,7 @@ class LogicNetCore(wiring.Component):
     def class_wires(self, c: int) -> tuple:
         """Indices into class ``c``'s counted bits of those that are wires (pass-through
         gates of the last layer, so straight from a register or an input)."""
-        last = self.graph.layers[-1].op
-        base = c * self.graph.group_size
-        return tuple(i for i, b in enumerate(self.class_counts[c].bits)
-                     if int(last[base + b]) in (ops.A, ops.B))
+        return class_wires(self.graph, c, self.class_counts[c])
 
     def elaborate(self, platform):
         m = Module()
@@ -436,7 +447,7 @@ class LogicNetCore(wiring.Component):
                                 levels_per_stage=self.head_levels_per_stage,
                                 invert=invert, width=self.score_width,
                                 tables=self.class_tables[c], table_bits=self.table_bits,
-                                wires=self.class_wires(c))
+                                wires=self.class_wires(c), full_adders=self.full_adders)
             m.submodules[f"popcount{c}"] = popcount
             m.d.comb += popcount.bits.eq(Cat(previous[c * k + i] for i in counted.bits))
             # Register stage i of the popcount holds the data of valid register

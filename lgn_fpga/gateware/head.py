@@ -11,7 +11,10 @@ cell. The head is shaped by that:
      no register in front of them, so in the core the mapper merges each half adder with the
      two gates of the net's last layer that feed it: ``g1(a, b) ^ g2(c, d)`` is one LUT4,
      as the gates alone would be, so this level costs (almost) nothing. Its outputs are
-     registered (the LUT's own flip-flop). Bits that are not paired ("spares") are
+     registered (the LUT's own flip-flop). A class bit that is a wire (a pass-through gate,
+     so a register's output or an input) has no LUT for a half adder to take the place of:
+     wires go three at a time, or two with a logic gate, through full adders (sum and
+     majority, two LUT4s for three bits). Bits that are not paired ("spares") are
      registered too and enter the adder levels as carry-ins; groups of bits may instead be
      counted by lookup tables in block RAM (``tables``).
   2. *Adder levels*: neighbouring counts are summed, ``x + y + carry_in``, each sum exactly
@@ -74,7 +77,7 @@ class PopcountPlan:
     of bit indices each counted by a lookup table (block RAM, see :class:`Popcount`);
     ``offset``: a constant added. ``levels``: for each adder level, a list of (x, y, carry)
     where x, y index the previous level's numbers (y = -1: none) and carry indexes
-    ``spares`` (-1: none); level 0's numbers are ordered pairs, singles, weighted, the
+    ``spares`` (-1: none); level 0's numbers are ordered pairs, triples, singles, weighted, the
     tables read with level 0, then the offset if nonzero; after the first adder level the
     late tables' counts follow its sums."""
 
@@ -90,6 +93,9 @@ class PopcountPlan:
     #: per table: read a cycle late, its address registered first (its count then joins
     #: the numbers after the first adder level, at the end); else read with level 0.
     table_late: tuple = ()
+    #: (i, j, l) bit indices summed by level-0 full adders (numbers up to 3), after the
+    #: pairs in level 0's numbers.
+    triples: tuple = ()
 
     @property
     def top(self) -> int:
@@ -132,7 +138,8 @@ def _adder_levels(numbers: list, spares: int, late=()) -> tuple:
 
 
 def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = True,
-                  tables: int = 0, table_bits: int = 10, wires=()) -> PopcountPlan:
+                  tables: int = 0, table_bits: int = 10, wires=(),
+                  full_adders: bool = True) -> PopcountPlan:
     """The :class:`PopcountPlan` for ``n`` bits (``weights``: one positive int per bit, or
     ``None`` for all ones) plus a constant ``offset``, with up to ``tables`` groups of
     ``table_bits`` bits counted by lookup tables (consecutive unit-weight bits; at least two
@@ -146,6 +153,14 @@ def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = Tr
     fewest logic cells (:attr:`PopcountPlan.cells`): a carry-in costs one cell for one bit,
     a pair adds a number and so an adder. ``carry_ins=False`` pairs every bit (no spares),
     the layout measured against in docs/core.md.
+
+    ``full_adders`` (the default): bits in ``wires`` may instead be summed three at a time
+    at level 0, by a full adder (sum and majority: two LUTs), two wires with a logic gate
+    where there is one (the gate merges into both LUTs, as into a half adder). A half adder
+    is free only on two logic gates, whose LUTs it replaces; on a wire it costs a LUT, so
+    three bits in two LUTs pay. The split is then chosen by the cells of the adder levels
+    plus the LUTs and flip-flops that wires add at level 0 (a pair: one per wire; a full
+    adder: one per wire but one; a spare wire: its flip-flop).
 
     Raises
     ------
@@ -167,31 +182,75 @@ def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = Tr
     fixed = ([w for _, w in weighted] + [table_bits] * table_late.count(False)
              + ([offset] if offset else []))
     late = [table_bits] * table_late.count(True)
-    u = len(units)
 
-    def plan(p: int) -> PopcountPlan:
+    def plan(p: int, triples=(), units=units) -> PopcountPlan:
         pairs = tuple((units[2 * k], units[2 * k + 1]) for k in range(p))
         rest = units[2 * p:]
         # bits left with nothing to carry into (no number at all) are counted as singles
-        spares = tuple(rest) if p + len(fixed) else ()
+        spares = tuple(rest) if p + len(triples) + len(fixed) else ()
         singles = tuple(rest[len(spares):])
-        numbers = [2] * p + [1] * len(singles) + fixed
+        numbers = [2] * p + [3] * len(triples) + [1] * len(singles) + fixed
         levels, maxima = _adder_levels(numbers, len(spares), late)
         return PopcountPlan(n, pairs, spares, singles, weighted, offset, levels, maxima,
-                            groups, table_late)
+                            groups, table_late, tuple(triples))
 
     if not carry_ins:
-        return plan(u // 2)  # an odd bit out rides in as a carry-in
-    candidates = [plan(p) for p in range(1 if u >= 2 else 0, u // 2 + 1)] or [plan(0)]
-    return min(candidates, key=lambda pl: (pl.cells, len(pl.levels), -len(pl.pairs)))
+        return plan(len(units) // 2)  # an odd bit out rides in as a carry-in
+    if not (full_adders and any(i in wires for i in units)):
+        u = len(units)
+        candidates = [plan(p) for p in range(1 if u >= 2 else 0, u // 2 + 1)] or [plan(0)]
+        return min(candidates, key=lambda pl: (pl.cells, len(pl.levels), -len(pl.pairs)))
+
+    def wire_cost(pl: PopcountPlan) -> int:
+        return (sum((i in wires) + (j in wires) for i, j in pl.pairs)
+                + sum(sum(i in wires for i in t) - 1 for t in pl.triples)
+                + sum(i in wires for i in pl.spares))
+
+    def key(pl: PopcountPlan) -> tuple:
+        return pl.cells + wire_cost(pl), len(pl.levels), -len(pl.pairs)
+
+    def best_pairs(triples, rest) -> PopcountPlan:
+        # every pair count on small classes; on wide ones a coarse pass, then the
+        # neighbourhood of its best (a plan costs O(n log n) to lay out)
+        top = len(rest) // 2
+        step = max(1, top // 16)
+        found = min((plan(p, triples, rest) for p in range(0, top + 1, step)), key=key)
+        if step > 1:
+            p0 = len(found.pairs)
+            found = min([found] + [plan(p, triples, rest) for p in
+                                   range(max(0, p0 - step + 1), min(top, p0 + step - 1) + 1)],
+                        key=key)
+        return found
+
+    def with_triples(t: int):
+        triples, w_left, g_left = [], list(wired), list(gates)
+        for _ in range(t):
+            if len(w_left) < 2 + (not g_left):
+                return None
+            a, b = w_left.pop(0), w_left.pop(0)
+            triples.append((a, b, g_left.pop() if g_left else w_left.pop(0)))
+        return best_pairs(triples, g_left + w_left)  # gates pair first (free), wires after
+
+    wired = [i for i in units if i in wires]
+    gates = [i for i in units if i not in wires]
+    most = len(wired) // 2
+    step = max(1, most // 8)  # as for the pairs: coarse, then around the best
+    candidates = [c for c in map(with_triples, range(0, most + 1, step)) if c is not None]
+    if step > 1:
+        t0 = len(min(candidates, key=key).triples)
+        candidates += [c for c in map(with_triples, range(max(0, t0 - step + 1),
+                                                          min(most, t0 + step - 1) + 1))
+                       if c is not None]
+    return min(candidates, key=key)
 
 
 def popcount_latency(n: int, levels_per_stage: int = 1, weights=None, offset: int = 0, *,
-                     tables: int = 0, table_bits: int = 10, wires=()) -> int:
+                     tables: int = 0, table_bits: int = 10, wires=(),
+                     full_adders: bool = True) -> int:
     """Cycles through a :class:`Popcount`: level 0 (always registered) plus the adder
     levels registered every ``levels_per_stage``."""
     plan = plan_popcount(n, weights, offset, tables=tables if levels_per_stage == 1 else 0,
-                         table_bits=table_bits, wires=wires)
+                         table_bits=table_bits, wires=wires, full_adders=full_adders)
     return 1 + _stages(len(plan.levels), levels_per_stage)
 
 
@@ -205,13 +264,14 @@ class Popcount(wiring.Component):
     LUTs. ``tables`` groups of ``table_bits`` bits are counted instead by lookup tables, a
     read-only memory of ``2 ** table_bits`` counts with a registered read (Yosys maps it to
     block RAM: an iCE40 SB_RAM40_4K as 1024 x 4 counts 10 bits, an ECP5 DP16KD as
-    4096 x 4 counts 12), in the same cycle as level 0.
+    4096 x 4 counts 12), in the same cycle as level 0. ``wires``: the bits that come
+    straight from registers (for the tables and ``full_adders``, see :func:`plan_popcount`).
 
 {stream_contract}"""
 
     def __init__(self, n: int, *, levels_per_stage: int = 1, weights=None, offset: int = 0,
                  invert: bool = False, width: int = 0, tables: int = 0, table_bits: int = 10,
-                 wires=()):
+                 wires=(), full_adders: bool = True):
         if n < 1:
             raise ValueError("a popcount needs at least one bit")
         if levels_per_stage < 1:
@@ -222,7 +282,8 @@ class Popcount(wiring.Component):
         # (a late table's count joins after the first adder level, which must be registered)
         self.plan = plan_popcount(n, weights, offset,
                                   tables=tables if levels_per_stage == 1 else 0,
-                                  table_bits=table_bits, wires=wires)
+                                  table_bits=table_bits, wires=wires,
+                                  full_adders=full_adders)
         self.latency = 1 + _stages(len(self.plan.levels), levels_per_stage)
         super().__init__({
             "bits": In(n),
@@ -239,6 +300,11 @@ class Popcount(wiring.Component):
         for k, (i, j) in enumerate(plan.pairs):
             s = Signal(2, name=f"ha{k}", reset_less=True)
             m.d.sync += s.eq(Cat(bits[i] ^ bits[j], bits[i] & bits[j]))
+            numbers.append(s)
+        for k, (i, j, t) in enumerate(plan.triples):
+            s = Signal(2, name=f"fa{k}", reset_less=True)
+            x, y, z = bits[i], bits[j], bits[t]
+            m.d.sync += s.eq(Cat(x ^ y ^ z, (x & y) | (x & z) | (y & z)))
             numbers.append(s)
         for k, i in enumerate(plan.singles):
             s = Signal(1, name=f"single{k}", reset_less=True)

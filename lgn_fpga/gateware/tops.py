@@ -75,12 +75,17 @@ def _boot(m: Module, top, core) -> None:
                  top.boot_error.eq(core.boot_error)]
 
 
-def _make_core(graph: GateGraph, pipeline: int | None, core):
+def _make_core(graph: GateGraph, pipeline: int | None, core, core_options: dict | None):
+    """``core`` if given, else the parallel core with ``pipeline`` and ``core_options``
+    (more of ``LogicNetCore``'s keyword arguments: ``stage_luts``, ``popcount_tables``, ...,
+    as ``lgn_fpga.flow.build.CoreDesign.core_options`` gives them; a ``pipeline`` there
+    wins)."""
     if core is not None:
         return core
     from lgn_fpga.gateware.core import DEFAULT_PIPELINE, LogicNetCore
 
-    return LogicNetCore(graph, pipeline=pipeline or DEFAULT_PIPELINE)
+    return LogicNetCore(graph, **{"pipeline": pipeline or DEFAULT_PIPELINE,
+                                  **(core_options or {})})
 
 
 def _pad(value, width: int):
@@ -114,9 +119,9 @@ class UartTop(wiring.Component):
 
     def __init__(self, graph: GateGraph, *, divisor: int, clock_hz: int = 0,
                  pipeline: int | None = None, model_hash: str | None = None,
-                 timeout: int | None = None, core=None):
+                 timeout: int | None = None, core=None, core_options: dict | None = None):
         self.graph = graph
-        self.core = _make_core(graph, pipeline, core)
+        self.core = _make_core(graph, pipeline, core, core_options)
         self.divisor = divisor
         self.clock_hz = int(clock_hz)
         self.layout = p.PayloadLayout(graph.inputs, graph.classes, self.core.score_width)
@@ -240,31 +245,49 @@ class UartTop(wiring.Component):
         source = Signal(range(3))  # 0: result (FIFO head), 1: INFO, 2: ERROR
         info_bytes = p.encode_info(self.info)
         error_bytes = Cat(Const(p.ERR_CRC, 8), error_kind)
+        # The byte the sender asks for is picked in two registered steps, the 4-byte group
+        # (and the source) a cycle after its index, then the byte from the group: the sender
+        # reads it once per UART byte, at least 10 bit times after the index moved (the
+        # source and the FIFO head hold still while it is busy), so it is always up to date;
+        # and no byte multiplexer sits in front of the CRC and the transmitter, or is too
+        # deep for a cycle (index -> 12-byte mux -> CRC -> tx took 26 ns: the critical path
+        # of the UART top at 100 MHz on the UP5K).
+        def group(value):
+            padded = Cat(value, Const(0, -len(value) % 32))
+            return padded.word_select(send.index[2:], 32)
+
+        picked = Signal(32)
         with m.Switch(source):
             with m.Case(0):
-                m.d.comb += send.byte.eq(r_data.word_select(send.index, 8))
+                m.d.sync += picked.eq(group(r_data))
             with m.Case(1):
-                m.d.comb += send.byte.eq(
-                    Const(int.from_bytes(info_bytes, "little"), 8 * len(info_bytes))
-                    .word_select(send.index, 8))
+                m.d.sync += picked.eq(group(
+                    Const(int.from_bytes(info_bytes, "little"), 8 * len(info_bytes))))
             with m.Default():
-                m.d.comb += send.byte.eq(error_bytes.word_select(send.index, 8))
+                m.d.sync += picked.eq(group(error_bytes))
+        m.d.sync += send.byte.eq(picked.word_select(send.index[:2], 8))
         with m.If(send.done & (source == 0)):
             m.d.comb += r_en.eq(1)
 
-        with m.If(~send.busy & ~send.done):
+        # The frame to send next is chosen into registers and started a cycle later
+        # (`launch`), so the choice is not in front of the sender's registers (for 100 MHz);
+        # no new choice is made while a launch is on its way.
+        launch = Signal()
+        launch_kind = Signal(8)
+        launch_len = Signal(16)
+        m.d.comb += [send.start.eq(launch), send.kind.eq(launch_kind),
+                     send.length.eq(launch_len)]
+        m.d.sync += launch.eq(0)
+        with m.If(~send.busy & ~send.done & ~launch):
             with m.If(error_pending):
-                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_ERROR),
-                             send.length.eq(p.ERROR_LEN)]
-                m.d.sync += [error_pending.eq(0), source.eq(2)]
+                m.d.sync += [launch.eq(1), launch_kind.eq(p.RSP_ERROR),
+                             launch_len.eq(p.ERROR_LEN), error_pending.eq(0), source.eq(2)]
             with m.Elif(info_pending):
-                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_INFO),
-                             send.length.eq(p.INFO_LEN)]
-                m.d.sync += [info_pending.eq(0), source.eq(1)]
+                m.d.sync += [launch.eq(1), launch_kind.eq(p.RSP_INFO),
+                             launch_len.eq(p.INFO_LEN), info_pending.eq(0), source.eq(1)]
             with m.Elif(r_rdy):
-                m.d.comb += [send.start.eq(1), send.kind.eq(p.RSP_RESULT),
-                             send.length.eq(layout.result_len)]
-                m.d.sync += source.eq(0)
+                m.d.sync += [launch.eq(1), launch_kind.eq(p.RSP_RESULT),
+                             launch_len.eq(layout.result_len), source.eq(0)]
         # After the clears above, so a request arriving as its predecessor's answer starts
         # is not lost (the last assignment wins).
         with m.If(recv.info):
@@ -307,9 +330,10 @@ class BistTop(wiring.Component):
     from flash adds the flash pins, and the first vector waits until it has booted."""
 
     def __init__(self, graph: GateGraph, bits: np.ndarray, *, divisor: int,
-                 pipeline: int | None = None, expected: list[int] | None = None, core=None):
+                 pipeline: int | None = None, expected: list[int] | None = None, core=None,
+                 core_options: dict | None = None):
         self.graph = graph
-        self.core = _make_core(graph, pipeline, core)
+        self.core = _make_core(graph, pipeline, core, core_options)
         self.bits = np.asarray(bits, dtype=np.uint8)
         if self.bits.ndim != 2 or self.bits.shape[1] != graph.inputs or not len(self.bits):
             raise ValueError(f"BIST vectors must have shape (n >= 1, {graph.inputs})")
@@ -421,7 +445,13 @@ class BoardTop(Elaboratable):
             else:
                 m.submodules.clk_buf = clk_buf = io.Buffer("i", clk)
                 self.pll.clk_in = clk_buf.i
-            m.domains.sync = ClockDomain("sync")
+            # On iCE40 the reset is asynchronous (it leaves a flip-flop of the same clock, so it
+            # is still released on a clock edge): a synchronous one must override the enable
+            # of every SB_DFFE*, so Yosys merges it into the enable and data LUTs, where the
+            # reset net's route across the chip plus those LUTs limited the UART top to
+            # 48 MHz; as an asynchronous one it drives the flip-flops' R pins only (from a
+            # global buffer), and those LUTs go.
+            m.domains.sync = ClockDomain("sync", async_reset=self.pll.family == "ice40")
             m.submodules.pll = self.pll
 
         uart = platform.request(*self.profile.uart, dir="-")
@@ -448,8 +478,13 @@ class BoardTop(Elaboratable):
             values = status + [extra[i] for i in range(max(0, len(leds) - 2))]
         else:
             # A heartbeat shows the clock runs; the second LED lights while answering.
-            beat = Signal(26)
-            m.d.sync += beat.eq(beat + 1)
+            # In two halves, the upper one counting the lower one's wraps (registered): one
+            # 26-bit carry chain took longer than a cycle at 100 MHz on the UP5K.
+            low, high, wrap = Signal(13), Signal(13), Signal()
+            m.d.sync += [low.eq(low + 1), wrap.eq(low == (1 << 13) - 2)]
+            with m.If(wrap):
+                m.d.sync += high.eq(high + 1)
+            beat = Cat(low, high)
             # A program image that fails its CRC at boot keeps the second LED lit.
             busy = top.activity | top.boot_error if hasattr(top, "boot_error") else \
                 top.activity

@@ -44,27 +44,47 @@ class UARTRx(wiring.Component):
         # The pin is asynchronous to our clock: synchronise before looking at it.
         m.submodules.sync = FFSynchronizer(self.rx, rx, init=1)
 
-        timer = Signal(range(self.divisor * 3 // 2 + 1))
-        bits = Signal(range(9))
-        shreg = Signal(8)
+        # For 100 MHz: each counter reloads one constant only and has no reset (it is loaded
+        # before it is read), so Yosys loads it through the flip-flops' synchronous set/reset
+        # pins and the adder's sum LUT feeds the flip-flop directly; `tick`/`half_tick` are
+        # `timer == 0`/`half == 0` kept in registers. The first wait, from the start edge to
+        # the middle of data bit 0, is half a bit (`half`) and then a bit (`timer`).
+        timer = Signal(range(self.divisor), reset_less=True)
+        tick = Signal(reset_less=True)
+        half_bit = self.divisor // 2 - 1
+        half = Signal(range(half_bit + 1), reset_less=True)
+        half_tick = Signal(reset_less=True)
+        bits = Signal(range(9), reset_less=True)
+        shreg = Signal(8, reset_less=True)
         m.d.sync += [self.stb.eq(0), self.error.eq(0)]
+
+        def reload():
+            m.d.sync += [timer.eq(self.divisor - 1), tick.eq(self.divisor - 1 == 0)]
+
+        def count_down():
+            m.d.sync += [timer.eq(timer - 1), tick.eq(timer == 1)]
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~rx):
-                    # From the start edge to the middle of data bit 0: one and a half bits.
-                    m.d.sync += [timer.eq(self.divisor * 3 // 2 - 1), bits.eq(0)]
+                    m.d.sync += [half.eq(half_bit), half_tick.eq(half_bit == 0), bits.eq(0)]
+                    m.next = "HALF"
+            with m.State("HALF"):
+                with m.If(half_tick):
+                    reload()
                     m.next = "DATA"
+                with m.Else():
+                    m.d.sync += [half.eq(half - 1), half_tick.eq(half == 1)]
             with m.State("DATA"):
-                with m.If(timer == 0):
-                    m.d.sync += [shreg.eq(Cat(shreg[1:], rx)), bits.eq(bits + 1),
-                                 timer.eq(self.divisor - 1)]
+                with m.If(tick):
+                    m.d.sync += [shreg.eq(Cat(shreg[1:], rx)), bits.eq(bits + 1)]
+                    reload()
                     with m.If(bits == 7):
                         m.next = "STOP"
                 with m.Else():
-                    m.d.sync += timer.eq(timer - 1)
+                    count_down()
             with m.State("STOP"):
-                with m.If(timer == 0):
+                with m.If(tick):
                     with m.If(rx):
                         m.d.sync += [self.data.eq(shreg), self.stb.eq(1)]
                         m.next = "IDLE"
@@ -72,7 +92,7 @@ class UARTRx(wiring.Component):
                         m.d.sync += self.error.eq(1)
                         m.next = "BREAK"
                 with m.Else():
-                    m.d.sync += timer.eq(timer - 1)
+                    count_down()
             with m.State("BREAK"):
                 # Wait for the line to return high before hunting for the next start bit.
                 with m.If(rx):
@@ -96,20 +116,27 @@ class UARTTx(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        timer = Signal(range(self.divisor))
-        shreg = Signal(10)
-        bits = Signal(range(11))
-        m.d.comb += self.ready.eq(bits == 0)
+        # As in UARTRx: the counters reload one constant and have no reset (they are loaded
+        # before they are read), and `ready` (bits == 0) and `tick` (timer == 0) are kept in
+        # registers, set as bits and timer change (for 100 MHz).
+        timer = Signal(range(self.divisor), reset_less=True)
+        shreg = Signal(10, reset_less=True)
+        bits = Signal(range(11), reset_less=True)
+        ready = Signal(init=1)
+        tick = Signal(reset_less=True)
+        reload = int(self.divisor - 1 == 0)
+        m.d.comb += self.ready.eq(ready)
 
-        with m.If(bits == 0):
+        with m.If(ready):
             with m.If(self.stb):
                 # start bit, 8 data bits LSB first, stop bit
-                m.d.sync += [shreg.eq(Cat(0, self.data, 1)), bits.eq(10),
-                             timer.eq(self.divisor - 1), self.tx.eq(0)]
-        with m.Elif(timer == 0):
-            m.d.sync += [timer.eq(self.divisor - 1), bits.eq(bits - 1)]
+                m.d.sync += [shreg.eq(Cat(0, self.data, 1)), bits.eq(10), ready.eq(0),
+                             timer.eq(self.divisor - 1), tick.eq(reload), self.tx.eq(0)]
+        with m.Elif(tick):
+            m.d.sync += [timer.eq(self.divisor - 1), tick.eq(reload), bits.eq(bits - 1),
+                         ready.eq(bits == 1)]
             with m.If(bits > 1):
                 m.d.sync += [self.tx.eq(shreg[1]), shreg.eq(shreg >> 1)]
         with m.Else():
-            m.d.sync += timer.eq(timer - 1)
+            m.d.sync += [timer.eq(timer - 1), tick.eq(timer == 1)]
         return m

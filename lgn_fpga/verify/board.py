@@ -40,12 +40,13 @@ class FlashBoard(Elaboratable):
 
 def simulated_top(graph: GateGraph, top: str, *, divisor: int, pipeline: int | None,
                   optimize: bool = True, bist_vectors: int = 64, lanes: int | None = None,
-                  program: str = "bram"):
+                  program: str = "bram", core_options: dict | None = None):
     """A :class:`UartTop` or :class:`BistTop` (``top`` = "uart" or "bist") for ``graph``;
     with ``lanes``, around a :class:`~lgn_fpga.gateware.folded.FoldedCore` of that many
     lanes instead of the parallel core, taking its input as a build makes it (the UART top
     writes request bytes into the core's input RAM). ``program="spram"`` puts the folded
     core's program in SPRAM, booted from a simulated flash (:class:`FlashBoard`).
+    ``core_options``: more of the parallel core's options, as ``build --board`` sets them.
 
     Raises
     ------
@@ -63,10 +64,11 @@ def simulated_top(graph: GateGraph, top: str, *, divisor: int, pipeline: int | N
                           inputs="bytes" if top == "uart" else "bits")
     if top == "uart":
         design = UartTop(graph, divisor=divisor, pipeline=pipeline, model_hash=model_hash,
-                         core=core)
+                         core=core, core_options=core_options)
     else:
         bits = vectors.make(graph, count=bist_vectors, seed=0).bits
-        design = BistTop(graph, bits, divisor=divisor, pipeline=pipeline, core=core)
+        design = BistTop(graph, bits, divisor=divisor, pipeline=pipeline, core=core,
+                         core_options=core_options)
     if core is not None and core.image is not None:
         return FlashBoard(design)
     return design

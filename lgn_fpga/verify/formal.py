@@ -595,7 +595,8 @@ def _stages(doc: dict, graph: GateGraph, net: GateGraph) -> list[_Stage]:
                                       f"gate {j} ^ gate {r} of layer {last} of the gate "
                                       f"graph", str(int(not same))))
             cut_count += 1
-        meanings = {"bit": "{0}", "xor": "{0} ^ {1}", "and": "{0} & {1}"}
+        meanings = {"bit": "{0}", "xor": "{0} ^ {1}", "and": "{0} & {1}",
+                    "xor3": "{0} ^ {1} ^ {2}", "maj": "({0} & {1}) | ({0} & {2}) | ({1} & {2})"}
         for bit, wire, kind, gates in registers:
             head_owed.append((meanings[kind].format(*(f"l{last}[{g}]" for g in gates)), wire,
                               f"{kind} of gates {gates} of layer {last} of the gate graph",
@@ -804,11 +805,11 @@ def _owe(n: int, j: int, what: str, bit) -> tuple:
 
 def _head_registers(module: dict, net: GateGraph, driver: dict) -> list:
     """The head's first registers, from the core's popcount plans (a guess at what each
-    holds, proved like the rest): (netlist bit, its name, "bit" | "xor" | "and", gates of
-    the last layer) for each bit of ``popcount<c>.ha<k>`` (the half adder of two class
-    bits), ``.single<k>``, ``.weighted<k>`` and ``.spare<k>`` (one class bit) found driven
-    in the netlist."""
-    from lgn_fpga.gateware.core import class_counts
+    holds, proved like the rest): (netlist bit, its name, "bit" | "xor" | "and" | "xor3" |
+    "maj", gates of the last layer) for each bit of ``popcount<c>.ha<k>`` (the half adder
+    of two class bits), ``.fa<k>`` (the full adder of three), ``.single<k>``,
+    ``.weighted<k>`` and ``.spare<k>`` (one class bit) found driven in the netlist."""
+    from lgn_fpga.gateware.core import class_counts, class_wires
     from lgn_fpga.gateware.head import plan_popcount
 
     names = module["netnames"]
@@ -826,10 +827,14 @@ def _head_registers(module: dict, net: GateGraph, driver: dict) -> list:
     for c, counted in enumerate(class_counts(net)):
         if not counted.bits:
             continue
-        plan = plan_popcount(len(counted.bits), counted.weights, counted.offset)
+        plan = plan_popcount(len(counted.bits), counted.weights, counted.offset,
+                             wires=class_wires(net, c, counted))
         gate = [c * k + i for i in counted.bits]
         for n, (i, j) in enumerate(plan.pairs):
             add(f"popcount{c}.ha{n}", [("xor", (gate[i], gate[j])), ("and", (gate[i], gate[j]))])
+        for n, triple in enumerate(plan.triples):  # full adders
+            three = tuple(gate[i] for i in triple)
+            add(f"popcount{c}.fa{n}", [("xor3", three), ("maj", three)])
         for what, indices in (("single", plan.singles), ("spare", plan.spares),
                               ("weighted", [i for i, _ in plan.weighted])):
             for n, i in enumerate(indices):
@@ -864,7 +869,7 @@ def _popcount_trees(module: dict, net: GateGraph, driver: dict) -> list | None:
     register counts: {last-layer gate: weight, None: constant}). An operand is ("reg",
     bits), ("weighted", bit, weight), ("const", value) or None. None when a register is
     missing (the proof then takes the trees whole)."""
-    from lgn_fpga.gateware.core import class_counts
+    from lgn_fpga.gateware.core import class_counts, class_wires
     from lgn_fpga.gateware.head import left_inverted, plan_popcount
 
     names = module["netnames"]
@@ -891,12 +896,16 @@ def _popcount_trees(module: dict, net: GateGraph, driver: dict) -> list | None:
         for c, counted in enumerate(class_counts(net)):
             if not counted.bits:
                 continue
-            plan = plan_popcount(len(counted.bits), counted.weights, counted.offset)
+            plan = plan_popcount(len(counted.bits), counted.weights, counted.offset,
+                                 wires=class_wires(net, c, counted))
             if not plan.levels:
                 return None
             gate = [c * k + i for i in counted.bits]
             numbers = [(("reg", bits_of(f"popcount{c}.ha{n}", 2)), add({gate[i]: 1}, {gate[j]: 1}))
                        for n, (i, j) in enumerate(plan.pairs)]
+            numbers += [(("reg", bits_of(f"popcount{c}.fa{n}", 2)),
+                         add(*({gate[i]: 1} for i in triple)))
+                        for n, triple in enumerate(plan.triples)]
             numbers += [(("reg", bits_of(f"popcount{c}.single{n}", 1)), {gate[i]: 1})
                         for n, i in enumerate(plan.singles)]
             numbers += [(("weighted", bits_of(f"popcount{c}.weighted{n}", 1)[0], w),
@@ -964,7 +973,8 @@ def _glue(ports: dict, registers: list, sources: dict, last: int) -> str:
     lines += [f"  input [{width(name) - 1}:0] {name};" for name in inputs]
     lines += [f"  output [{width(name) - 1}:0] {name};" for name in outputs]
     lines.append(f"  wire [{len(registers) - 1}:0] head;")
-    value = {"bit": "{0}", "xor": "{0} ^ {1}", "and": "{0} & {1}"}
+    value = {"bit": "{0}", "xor": "{0} ^ {1}", "and": "{0} & {1}", "xor3": "{0} ^ {1} ^ {2}",
+             "maj": "({0} & {1}) | ({0} & {2}) | ({1} & {2})"}
     for k, (_, _, kind, gates) in enumerate(registers):
         lines.append(f"  assign head[{k}] = "
                      f"{value[kind].format(*(f'({sources[g]})' for g in gates))};")

@@ -339,7 +339,8 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
              fault: tuple[int, int] | None = None,
              progress: Callable[[int, int], None] | None = None,
              status: Callable[[str], None] | None = None,
-             core: str = "parallel", lanes: int = 1) -> SimResult:
+             core: str = "parallel", lanes: int = 1,
+             core_options: dict | None = None) -> SimResult:
     """Build the core for ``graph`` (optimized unless ``optimize=False``; with ``fault``
     injected), stream ``bits`` through it on ``engine`` and check every output against
     the golden model of the original ``graph``.
@@ -347,7 +348,9 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
     ``core`` is "parallel" (:class:`LogicNetCore`) or "folded"
     (:class:`~lgn_fpga.gateware.folded.FoldedCore` with ``lanes`` gates per clock). The
     folded core's ready handshake is driven in pysim; the compiled engines get the vectors
-    paced ``latency`` cycles apart (plus the schedule's gaps), so each is taken at once."""
+    paced ``latency`` cycles apart (plus the schedule's gaps), so each is taken at once.
+    ``core_options``: more of ``LogicNetCore``'s options (``stage_luts``,
+    ``popcount_tables``, ...; a ``pipeline`` there wins), as ``build --board`` sets them."""
     if core not in CORES:
         raise UserError(f"--core must be one of {', '.join(CORES)}, got {core!r}")
     if engine not in ENGINES:
@@ -376,8 +379,10 @@ def simulate(graph: GateGraph, bits: np.ndarray, *, pipeline: int = DEFAULT_PIPE
         if engine != "pysim":
             schedule = paced_schedule(schedule, core.latency)
     else:
-        core = LogicNetCore(net, pipeline=pipeline)
-        extra = {"gates": net.gates, "pipeline": pipeline, "optimized": stats is not None}
+        options = {"pipeline": pipeline, **(core_options or {})}
+        core = LogicNetCore(net, **options)
+        extra = {"gates": net.gates, "pipeline": options["pipeline"],
+                 "optimized": stats is not None}
     start = time.perf_counter()
     if engine == "pysim" and kind == "folded":
         outputs = run_pysim_ready(core, bits, schedule, vcd=vcd, seed=seed, progress=progress)
