@@ -6,9 +6,9 @@ registered class on pins; Yosys defaults; nextpnr on the UP5K at --freq 150 or t
 at --freq 300), once with the head and core of ``--old-rev`` and once with this checkout's.
 Both go through a small ``lgn-fpga`` wrapper put first on PATH: the old one swaps in the old
 ``gateware/head.py`` and ``core.py``; the new one gives ``LogicNetCore`` the options of
-``--core`` (JSON; by default block-RAM popcount tables: 30 as 1024 x 4, all the
-SB_RAM40_4K of the UP5K; see ``NEW_CORE``). Where Yosys 0.70's ABC9 crashes (some ECP5
-designs), the synthesis is rerun with classic ABC for the LUT mapping, as ``lgn-fpga
+``--core`` (JSON; by default on the UP5K block-RAM popcount tables: 30 as 1024 x 4, all its
+SB_RAM40_4K; on ECP5 none, as ``lgn-fpga build`` deals them; see ``NEW_CORE``). Where Yosys
+0.70's ABC9 crashes (some ECP5 designs), the synthesis is rerun with classic ABC for the LUT mapping, as ``lgn-fpga
 build`` does, and the row says ``abc``.
 
 Next to the placed numbers it prints the fit estimate (``lgn_fpga.flow.fit.core_resources``
@@ -57,12 +57,11 @@ HERE = Path(__file__).resolve().parent
 #: the revision whose head is "old": the registered-every-level head before issue 11.
 OLD_REV = "63b1538"
 
-#: LogicNetCore options of the "new" builds, per family: block RAMs as popcount tables (the
-#: core alone uses none otherwise): all 30 of the UP5K; on ECP5 as many, of 10 bits too,
-#: because 4096-word tables (12 bits, a whole DP16KD) reach Yosys as 4096 initial writes
-#: each from the exported Verilog, and 60 of them kept Yosys busy for over 20 minutes.
+#: LogicNetCore options of the "new" builds, per family, as ``lgn-fpga build`` deals them: on
+#: the UP5K block RAMs as popcount tables (the core alone uses none otherwise: all 30); on
+#: ECP5 none (tables measured slower there: the DP16KD's unregistered output is in the path).
 NEW_CORE = {"ice40": {"popcount_tables": 30, "table_bits": 10},
-            "ecp5": {"popcount_tables": 30, "table_bits": 10}}
+            "ecp5": {}}
 
 OLD_WRAPPER = '''#!/usr/bin/env python3
 """lgn-fpga with gateware/head.py and core.py of an older revision swapped in."""
@@ -222,7 +221,8 @@ def main() -> None:
     ap.add_argument("--old-rev", default=OLD_REV)
     ap.add_argument("--heads", default="old,new", help="which heads to build (old,new)")
     ap.add_argument("--core", help="LogicNetCore options of the new builds (JSON) "
-                                   "[default: the family's block RAMs as popcount tables]")
+                                   "[default: NEW_CORE: UP5K block RAMs as popcount "
+                                   "tables; ECP5 none]")
     ap.add_argument("--keep", help="keep the build folders here")
     ap.add_argument("--reuse", action="store_true",
                     help="read builds already finished in --keep instead of running them")
