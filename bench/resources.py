@@ -2,14 +2,14 @@
 
 Each net is measured with the shared "core alone" stick, ``/work/shared/measure/core_alone.sh``
 (``lgn-fpga export`` at the default pipeline, behind a serial-in shift register with the
-registered class on pins; Yosys defaults; nextpnr on the UP5K at --freq 150 or the ECP5-85F
-at --freq 300), once with the head and core of ``--old-rev`` and once with this checkout's.
-Both go through a small ``lgn-fpga`` wrapper put first on PATH: the old one swaps in the old
+registered class on pins; Yosys defaults; nextpnr on the UP5K at --freq 150 or the ECP5-85F at
+--freq 300), once with the head and core of ``--old-rev`` and once with this checkout's. Both go
+through a small ``lgn-fpga`` wrapper put first on PATH: the old one swaps in the old
 ``gateware/head.py`` and ``core.py``; the new one gives ``LogicNetCore`` the options of
 ``--core`` (JSON; by default on the UP5K block-RAM popcount tables: 30 as 1024 x 4, all its
 SB_RAM40_4K; on ECP5 none, as ``lgn-fpga build`` deals them; see ``NEW_CORE``). Where Yosys
-0.70's ABC9 crashes (some ECP5 designs), the synthesis is rerun with classic ABC for the LUT mapping, as ``lgn-fpga
-build`` does, and the row says ``abc``.
+0.70's ABC9 crashes (some ECP5 designs), the synthesis is rerun with classic ABC for the LUT
+mapping, as ``lgn-fpga build`` does, and the row says ``abc``.
 
 Next to the placed numbers it prints the fit estimate (``lgn_fpga.flow.fit.core_resources``
 plus the shift register) and its error.
