@@ -202,12 +202,12 @@ def measure(model: Path, family: str, outdir: Path, path_prefix: Path, env_extra
             stick, how = classic_abc_stick(work, family), "abc"
         r = subprocess.run(["bash", str(stick), str(model), "", family, str(outdir)], env=env,
                            capture_output=True, text=True)
+        line = (r.stdout.strip().splitlines() or [r.stderr.strip()] or [""])[-1]
+        if "yosys failed" in line:
+            continue
         if r.returncode != 0 and not (outdir / "report.json").exists():
-            line = "nextpnr did not finish (timed out or failed; see pnr.log)"
-            break
-        line = (r.stdout.strip().splitlines() or [r.stderr.strip()])[-1]
-        if "yosys failed" not in line:
-            break
+            line = f"did not finish ({line or 'timed out'}; see {outdir}/pnr.log)"
+        break
     result = parse(outdir, family)
     if result is None:
         print(f"{model.stem}: measuring failed: {line}", flush=True)
