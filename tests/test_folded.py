@@ -327,6 +327,28 @@ def test_auto_keeps_the_parallel_core_when_it_fits_and_folds_when_it_does_not():
     assert est["cycles_per_inference"] == fold_plan(big, lanes).latency
 
 
+def test_auto_folds_a_big_net_wired_across_whole_layers_but_not_a_local_one(monkeypatch):
+    # beyond ROUTABLE_LOGIC_GATES a uniformly wired net stalls the routers (docs/routing.md),
+    # so --core auto folds it even where the parallel core would fit; a locally wired one
+    # of the same shape stays parallel, and --core parallel still builds either
+    from lgn_fpga.flow import build as build_module
+
+    monkeypatch.setattr(build_module, "ROUTABLE_LOGIC_GATES", 100)
+    ecp5 = profiles.get("ulx3s-85f")
+    uniform = random_graph(64, 3, 400, 10, seed=1)
+    local = random_graph(64, 3, 400, 10, seed=1, window=8)
+    kinds = {}
+    for name, net in (("uniform", uniform), ("local", local)):
+        for kind in ("auto", "parallel"):
+            kinds[name, kind], _, _, why = choose_core(
+                net, ecp5, kind=kind, lanes=None, top="uart", design=CoreDesign(2),
+                vectors=0, score_width=net.score_width)
+            if (name, kind) == ("uniform", "auto"):
+                assert "wired across whole layers" in why and "--core parallel" in why
+    assert kinds == {("uniform", "auto"): "folded", ("uniform", "parallel"): "parallel",
+                     ("local", "auto"): "parallel", ("local", "parallel"): "parallel"}
+
+
 def test_a_net_too_big_even_folded_is_refused_before_synthesis_with_the_numbers(tmp_path):
     # 40000 gates of 30-bit entries: 1.2 Mbit, more than the UP5K's block RAM and its four
     # SPRAMs (at one lane, 2 wide x 3 deep) can hold

@@ -38,6 +38,7 @@ from lgn_fpga.flow.fit import (  # noqa: F401  (re-exported: the fit estimate li
 )
 from lgn_fpga.flow.processes import popen_kwargs
 from lgn_fpga.flow.toolchain import ABC_FALLBACK, tool_env
+from lgn_fpga.net.analysis import wire_span
 from lgn_fpga.net.graph import GateGraph
 
 TOPS = ("uart", "bist")
@@ -72,6 +73,15 @@ CORES = ("parallel", "folded", "auto")
 #: the device. The estimate already runs high (digits on the UP5K: ~4430 cells estimated,
 #: 3049 placed), so 90% of it leaves a real margin.
 FIT_MARGIN = 0.9
+#: ``--core auto`` builds a net of more logic gates than this in the parallel core only
+#: when its wiring is local (:func:`lgn_fpga.net.analysis.wire_span` below
+#: :data:`LOCAL_WIRE_SPAN`): nets wired across whole layers stall nextpnr's routers from
+#: about 10k logic gates on (docs/routing.md: fashion-mnist, 14k, had 36k of 42k arcs
+#: unrouted after 9 min; a ±64-wired 48k-gate net routes in 2 min). ``--core parallel``
+#: still builds them.
+ROUTABLE_LOGIC_GATES = 10_000
+#: the wire span below which wiring counts as local (±64 of 8000: 0.03; uniform: 0.33)
+LOCAL_WIRE_SPAN = 0.1
 #: Folded core logic besides the input shift register (one LUT + FF per input bit): the FSM,
 #: counters, program/store addressing, the op mux and the head; per lane the op mux and the
 #: operand bit selects, and a term in P (P - 1) for the bit selects and the row popcount.
@@ -199,7 +209,8 @@ def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top:
                 divisor: int | None = None,
                 program: str | None = None) -> tuple[str, int, dict, str]:
     """(kind, lanes, estimate, why): the parallel core shaped by ``design`` when asked, or
-    with ``auto`` when it fits with :data:`FIT_MARGIN` to spare; else the folded core with
+    with ``auto`` when it fits with :data:`FIT_MARGIN` to spare and, beyond
+    :data:`ROUTABLE_LOGIC_GATES` logic gates, is wired locally; else the folded core with
     ``lanes`` lanes, or the most lanes (up to 8) whose estimate fits with the same margin
     (at least 1).
 
@@ -224,12 +235,20 @@ def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top:
         return "parallel", 0, par, "asked for with --core parallel"
     # Block RAM is counted in whole blocks, and the popcount tables take only what is free:
     # the margin is for the estimated logic.
-    if kind == "auto" and fits({**par, "bram_bits": par["bram_bits"] * FIT_MARGIN}, FIT_MARGIN):
+    fits_parallel = fits({**par, "bram_bits": par["bram_bits"] * FIT_MARGIN}, FIT_MARGIN)
+    span = wire_span(graph) if par["logic_gates"] > ROUTABLE_LOGIC_GATES else 0.0
+    if kind == "auto" and fits_parallel and span < LOCAL_WIRE_SPAN:
         return "parallel", 0, par, (f"fits with margin: ~{par['cells']} of "
                                     f"{par['capacity_luts']} logic cells")
-    why = ("asked for with --core folded" if kind == "folded" else
-           f"the parallel core needs ~{par['cells']} logic cells, more than "
-           f"{FIT_MARGIN:.0%} of {par['capacity_luts']}")
+    if kind == "folded":
+        why = "asked for with --core folded"
+    elif fits_parallel:
+        why = (f"the parallel core's {par['logic_gates']} logic gates are wired across whole "
+               f"layers (wire span {span:.2f}), which does not route in reasonable time "
+               "(docs/routing.md); --core parallel builds it anyway")
+    else:
+        why = (f"the parallel core needs ~{par['cells']} logic cells, more than "
+               f"{FIT_MARGIN:.0%} of {par['capacity_luts']}")
     if lanes is None:
         # The most lanes whose logic fits with margin and whose RAM fits (RAM is counted in
         # whole blocks, not estimated), preferring a program in block RAM, which needs no

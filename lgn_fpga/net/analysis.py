@@ -49,3 +49,25 @@ def summary(graph: GateGraph) -> dict:
         "sha256": graph.sha256(),
         "meta": graph.meta,
     }
+
+
+def wire_span(graph: GateGraph) -> float:
+    """How far a gate's inputs lie from its place, as a fraction of the layer it reads: the
+    mean of ``|input - (2i + 1) * prev / (2w)|`` over the inputs of gate ``i`` of every
+    layer of ``w`` gates reading ``prev`` signals, divided by ``prev``. Uniformly random
+    wiring gives about 1/3, wiring within ±W of a gate's place about W / (2 prev). The last
+    layer is left out of a deeper net (its classes each span the whole layer before it,
+    however local the rest). A placer keeps short what is local here; wide spans are what
+    keeps a big net from routing (docs/routing.md). 0 for a net of no gates."""
+    layers = graph.layers[:-1] if graph.depth > 1 else graph.layers
+    total = count = 0.0
+    previous = graph.inputs
+    for layer in graph.layers:
+        if any(layer is kept for kept in layers):
+            w = len(layer.op)
+            centre = (2 * np.arange(w) + 1) * previous / (2 * w)
+            far = np.abs(layer.a - centre) + np.abs(layer.b - centre)
+            total += float(far.sum()) / previous
+            count += 2 * w
+        previous = len(layer.op)
+    return total / count if count else 0.0
