@@ -70,7 +70,7 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
                         popcount_tables=popcount_tables, table_bits=table_bits)
     core._MustUse__silence = True  # (Amaranth warns about elaboratables never elaborated)
     sw, classes, k = graph.score_width, graph.classes, graph.group_size
-    mapped = map_layers(graph, core.register_after)
+    mapped = map_layers(graph, core.register_after, area=True)
     tables_used = 0  # the tables the popcount plans use (of those dealt to the classes)
     roots: set = set()    # gate origins that are LUT outputs
     leaf_uses: dict = {}  # gate origin -> LUTs reading it

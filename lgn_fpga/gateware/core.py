@@ -91,7 +91,23 @@ def _merge(parts: list, origin) -> _Mapped:
     return _Mapped(top + 1, frozenset(p.origin for p in parts), origin)
 
 
-def _map_layer(layer, previous: list, layer_index: int) -> list:
+def _merge_area(parts: list, origin) -> _Mapped:
+    """As :func:`_merge`, but where a gate starts a new LUT level, an input whose own inputs
+    still fit beside the others is absorbed instead of being a LUT of its own (the area
+    ABC's mapping recovers; the depth is the same). For counting LUTs (the fit estimate),
+    not for placing registers."""
+    merged = _merge(parts, origin)
+    if merged.level == max(p.level for p in parts):
+        return merged
+    chosen = [frozenset((p.origin,)) for p in parts]
+    for i in sorted(range(len(parts)), key=lambda i: len(parts[i].leaves)):
+        trial = chosen[:i] + [parts[i].leaves] + chosen[i + 1:]
+        if len(frozenset().union(*trial)) <= LUT_INPUTS:
+            chosen = trial
+    return _Mapped(merged.level, frozenset().union(*chosen), origin)
+
+
+def _map_layer(layer, previous: list, layer_index: int, merge=_merge) -> list:
     """:class:`_Mapped` of every gate of ``layer`` reading ``previous``."""
     out = []
     for g, (a, b, op) in enumerate(zip(layer.a.tolist(), layer.b.tolist(),
@@ -104,11 +120,11 @@ def _map_layer(layer, previous: list, layer_index: int) -> list:
         elif op == ops.B:
             out.append(previous[b])
         elif ops.IGNORES_B[op] or a == b:
-            out.append(_merge([previous[a]], origin))
+            out.append(merge([previous[a]], origin))
         elif ops.IGNORES_A[op]:
-            out.append(_merge([previous[b]], origin))
+            out.append(merge([previous[b]], origin))
         else:
-            out.append(_merge([previous[a], previous[b]], origin))
+            out.append(merge([previous[a], previous[b]], origin))
     return out
 
 
@@ -118,16 +134,19 @@ def _registered(mapped: list, layer_index: int) -> list:
             for m in mapped]
 
 
-def map_layers(graph: GateGraph, register_after) -> list:
+def map_layers(graph: GateGraph, register_after, *, area: bool = False) -> list:
     """The estimated LUT mapping of every gate layer (see :func:`place_registers`), with
     registers after the layers in ``register_after``: one list of per-gate records
     (``level``, ``leaves``, ``origin``) per layer, as read before its register. A gate
-    origin ``(n, g)`` named among some LUT's ``leaves`` is a LUT output of its own."""
+    origin ``(n, g)`` named among some LUT's ``leaves`` is a LUT output of its own.
+    ``area``: absorb what still fits where a gate starts a new level (:func:`_merge_area`;
+    the depths are the same, fewer LUTs)."""
     cuts = set(register_after)
+    merge = _merge_area if area else _merge
     state = [_Mapped(0, frozenset((("in", i),)), ("in", i)) for i in range(graph.inputs)]
     result = []
     for n, layer in enumerate(graph.layers):
-        mapped = _map_layer(layer, state, n)
+        mapped = _map_layer(layer, state, n, merge)
         result.append(mapped)
         state = _registered(mapped, n) if n in cuts else mapped
     return result
