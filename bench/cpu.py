@@ -11,10 +11,12 @@ through ctypes on the same bits. "gates only" runs the same library without the 
 
 Every engine runs end to end (from the same (samples, inputs) 0/1 bytes to scores and
 classes) and must agree with golden bit for bit, ties included, before any figure is
-printed. Each is run ``--repeat`` times and the fastest run counts. gate-evals/s is the
-net's gates (as given) times samples over seconds, whatever an engine removes first: the C
-engine as ``predict --engine c`` runs it optimizes the net (dead gates, constants,
-duplicates), gcc does the same to the straight-line C, golden skips dead gates.
+printed. Then they run round-robin, ``--repeat`` rounds (this machine's speed drifts by tens
+of percent, so each engine's best run comes from the same stretch of time as the others'),
+and the fastest run of each counts. gate-evals/s is the net's gates (as given) times samples
+over seconds, whatever an engine removes first: the C engine as ``predict --engine c`` runs
+it optimizes the net (dead gates, constants, duplicates), gcc does the same to the straight-
+line C, golden skips dead gates.
 
 Compiling the straight-line C of a 50k-gate net takes gcc about 100 s, so that library is
 cached (with its measured compile time) under ``$LGN_FPGA_CACHE/bench-difflogic/``: only the
@@ -171,16 +173,6 @@ def reference_library(graph, flags: list[str], fresh: bool):
     return lib, float((home / "compile-seconds").read_text()), cached
 
 
-def best_of(repeat, fn):
-    """(fastest CPU seconds, result of the last run)."""
-    best, result = math.inf, None
-    for _ in range(repeat):
-        t = cpu()
-        result = fn()
-        best = min(best, cpu() - t)
-    return best, result
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=65536)
@@ -201,56 +193,65 @@ def main():
           f"classes; {args.samples} samples; best of {args.repeat}; CPU seconds "
           "(process + children)")
 
-    rows = []  # (engine, CPU s, compile CPU s or None)
+    # Every engine is built and checked first, then timed round-robin: this machine's speed
+    # drifts by tens of percent over seconds, and interleaving makes each engine's best run
+    # come from the same stretch of time as the others'.
     model = golden.GoldenModel(g)
-    seconds, want = best_of(args.repeat, lambda: model.predict(bits))
-    rows.append(("golden (numpy)", seconds, None))
+    want = model.predict(bits)
 
     def same(got, name):
         if not (np.array_equal(got.scores, want.scores)
                 and np.array_equal(got.classes, want.classes)):
             raise SystemExit(f"{name} disagrees with golden")
 
+    engines = [("golden (numpy)", lambda: model.predict(bits), None)]
+    # the reference in the user's cache (compiling it takes minutes); the C engine afresh
+    lib, compile_ref, cached = reference_library(g, args.reference_flags.split(),
+                                                 args.fresh_reference)
     work = Path(tempfile.mkdtemp(prefix="lgn-bench-"))
     saved = os.environ.get("LGN_FPGA_CACHE")
     try:
         os.environ["LGN_FPGA_CACHE"] = str(work / "cache")
         t = cpu()
         net, _ = design_graph(g, optimize=True)
-        built = c_engine.build(net)
+        built_opt = c_engine.build(net)
         compile_opt = cpu() - t
-        seconds, got = best_of(args.repeat, lambda: c_engine.run(built, net, bits))
-        same(got, "the C engine")
-        rows.append((f"C engine (predict: {net.gates} gates)", seconds, compile_opt))
+        same(c_engine.run(built_opt, net, bits), "the C engine")
+        engines.append((f"C engine (predict: {net.gates} gates)",
+                        lambda: c_engine.run(built_opt, net, bits), compile_opt))
         t = cpu()
-        built = c_engine.build(g)
+        built_raw = c_engine.build(g)
         compile_raw = cpu() - t
-        seconds, got = best_of(args.repeat, lambda: c_engine.run(built, g, bits))
-        same(got, "the C engine (net as given)")
-        rows.append(("C engine (net as given)", seconds, compile_raw))
+        same(c_engine.run(built_raw, g, bits), "the C engine (net as given)")
+        engines.append(("C engine (net as given)", lambda: c_engine.run(built_raw, g, bits),
+                        compile_raw))
+
+        bits_c = np.ascontiguousarray(bits)
+
+        def reference():
+            scores = np.empty((len(bits), g.classes), dtype=np.int32)
+            lib.lgn_ref_apply(bits_c.ctypes.data, scores.ctypes.data, len(bits))
+            return golden.Prediction(scores, golden.argmax_lowest(scores))
+
+        same(reference(), "the difflogic-style C")
+        engines.append((f"difflogic-style C {args.reference_flags}", reference, compile_ref))
+        engines.append(("difflogic-style, gates only",
+                        lambda: lib.lgn_ref_gates(bits_c.ctypes.data, len(bits)), None))
+        best = [math.inf] * len(engines)
+        for _ in range(args.repeat):
+            for i, (_, fn, _) in enumerate(engines):
+                t = cpu()
+                fn()
+                best[i] = min(best[i], cpu() - t)
     finally:
         if saved is None:
             os.environ.pop("LGN_FPGA_CACHE", None)
         else:
             os.environ["LGN_FPGA_CACHE"] = saved
         shutil.rmtree(work, ignore_errors=True)
-
-    lib, compile_ref, cached = reference_library(g, args.reference_flags.split(),
-                                                 args.fresh_reference)
-    bits_c = np.ascontiguousarray(bits)
-
-    def reference():
-        scores = np.empty((len(bits), g.classes), dtype=np.int32)
-        lib.lgn_ref_apply(bits_c.ctypes.data, scores.ctypes.data, len(bits))
-        return golden.Prediction(scores, golden.argmax_lowest(scores))
-
-    seconds, got = best_of(args.repeat, reference)
-    same(got, "the difflogic-style C")
-    ref_full = seconds
-    seconds, _ = best_of(args.repeat, lambda: lib.lgn_ref_gates(bits_c.ctypes.data, len(bits)))
-    ref_gates = seconds
-    rows.append((f"difflogic-style C {args.reference_flags}", ref_full, compile_ref))
-    rows.append(("difflogic-style, gates only", ref_gates, None))
+    rows = [(name, seconds, compile_s)
+            for (name, _, compile_s), seconds in zip(engines, best, strict=True)]
+    ref_full, ref_gates = best[-2], best[-1]
 
     print(f"{'engine':>34} {'CPU s':>7} {'gate-evals/s':>13} {'vs difflogic':>13} "
           f"{'vs its gates':>13} {'compile s':>10}")

@@ -15,7 +15,7 @@ that evaluated every gate layer by layer; the bit-exact reference stays
   the layer's ``a`` rows straight into the layer's own rows, another its ``b`` rows into a
   reused buffer, and each op is one in-place ufunc over one contiguous slice (no scatter,
   no temporaries).
-* A block of :data:`BLOCK_WORDS` words per row (2048 samples) goes through the whole net
+* A block of :data:`BLOCK_WORDS` words per row (1024 samples) goes through the whole net
   while it stays in cache.
 * Class scores are counted bit-sliced with carry-save adders over whole contiguous slices
   (rows laid out output-major, class-minor, so a slice never mixes classes), a block at a
@@ -42,9 +42,9 @@ from lgn_fpga.net.graph import GateGraph
 CHUNK_BYTES = 32 << 20
 #: words per row evaluated through the whole net, then counted, at once: large enough that
 #: numpy's per-call cost vanishes (the count takes many small steps), small enough that a
-#: block's rows stay in cache (32 measured fastest on a 50k-gate net, against 16, 24, 28, 40
-#: and 48, and against counting two blocks of 16 together).
-BLOCK_WORDS = 32
+#: block's rows stay in cache. 16, 24 and 32 are within this machine's noise on a 50k-gate
+#: net (8 and 12 slower); in a fresh process 16 settled fastest, and it holds the least.
+BLOCK_WORDS = 16
 
 
 @dataclass(frozen=True)
