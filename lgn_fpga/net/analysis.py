@@ -59,15 +59,14 @@ def wire_span(graph: GateGraph) -> float:
     layer is left out of a deeper net (its classes each span the whole layer before it,
     however local the rest). A placer keeps short what is local here; wide spans are what
     keeps a big net from routing (docs/routing.md). 0 for a net of no gates."""
-    layers = graph.layers[:-1] if graph.depth > 1 else graph.layers
+    measured = graph.depth - 1 if graph.depth > 1 else graph.depth
     total = count = 0.0
     previous = graph.inputs
-    for layer in graph.layers:
-        if any(layer is kept for kept in layers):
-            w = len(layer.op)
-            centre = (2 * np.arange(w) + 1) * previous / (2 * w)
-            far = np.abs(layer.a - centre) + np.abs(layer.b - centre)
-            total += float(far.sum()) / previous
-            count += 2 * w
-        previous = len(layer.op)
+    for layer in graph.layers[:measured]:
+        w = len(layer.op)
+        centre = (2 * np.arange(w) + 1) * previous / (2 * w)
+        far = np.abs(layer.a - centre) + np.abs(layer.b - centre)
+        total += float(far.sum()) / previous
+        count += 2 * w
+        previous = w
     return total / count if count else 0.0
