@@ -61,7 +61,7 @@ OLD_REV = "63b1538"
 #: the UP5K block RAMs as popcount tables (the core alone uses none otherwise: all 30); on
 #: ECP5 none (tables measured slower there: the DP16KD's unregistered output is in the path).
 NEW_CORE = {"ice40": {"popcount_tables": 30, "table_bits": 10},
-            "ecp5": {}}
+            "ecp5": {"carry_out_lut": False}}
 
 OLD_WRAPPER = '''#!/usr/bin/env python3
 """lgn-fpga with gateware/head.py and core.py of an older revision swapped in."""

@@ -138,6 +138,35 @@ def test_gapped_inputs_keep_order_and_produce_no_output_in_idle_cycles():
     np.testing.assert_array_equal(out.classes, expected.classes)
 
 
+@pytest.mark.parametrize("spacing", ["argmax", "back to back"])
+def test_held_scores_leave_with_the_class_when_inputs_are_spaced_by_the_argmax(spacing):
+    # scores="held" (the UART top): one register loaded as the counts enter the argmax.
+    g = random_graph(12, 3, 40, 4, seed=9)
+    core = LogicNetCore(g, scores="held")
+    assert core.argmax_latency > 1
+    bits = random_bits(g.inputs, 10, 3)
+    gap = core.argmax_latency - 1 if spacing == "argmax" else 0
+    schedule = np.array([x for v in range(10) for x in [-1] * gap + [v]])
+    out = run_pysim(core, bits, schedule)
+    expected = golden.predict(g, bits)
+    np.testing.assert_array_equal(out.classes, expected.classes)
+    if gap:
+        np.testing.assert_array_equal(out.scores, expected.scores)
+    else:  # closer inputs overwrite the register before their predecessor leaves
+        assert (out.scores != expected.scores).any()
+
+
+def test_cores_without_the_carry_out_luts_of_the_ice40_agree_with_golden():
+    # carry_out_lut=False (ECP5): carry-outs go straight to their flip-flops.
+    g = random_graph(16, 4, 48, 5, seed=11)
+    core = LogicNetCore(g, carry_out_lut=False)
+    bits = random_bits(g.inputs, 16, 5)
+    out = run_pysim(core, bits, make_schedule(16, gap_rate=0.3, seed=2))
+    expected = golden.predict(g, bits)
+    np.testing.assert_array_equal(out.scores, expected.scores)
+    np.testing.assert_array_equal(out.classes, expected.classes)
+
+
 def test_every_op_is_built_as_its_truth_table():
     # One layer of 16 gates x 4 input pairs: every op on every (a, b).
     a = np.repeat(np.arange(0, 8, 2), 16)

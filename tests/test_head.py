@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lgn_fpga.gateware.core import LogicNetCore, class_counts
-from lgn_fpga.gateware.head import ArgMax, Popcount, left_inverted, plan_popcount
+from lgn_fpga.gateware.head import (
+    ArgMax,
+    Popcount,
+    argmax_latency,
+    argmax_tree_levels,
+    left_inverted,
+    plan_popcount,
+)
 from lgn_fpga.net import golden, ops
 from lgn_fpga.net import graph as gg
 from lgn_fpga.net.random_nets import random_graph
@@ -111,7 +118,9 @@ def test_a_core_counting_with_lookup_tables_agrees_with_golden(seed, tables, pip
 @pytest.mark.parametrize("split", [True, False])
 def test_argmax_breaks_ties_toward_the_lowest_index(split):
     am = ArgMax(5, 3, split=split)
-    assert am.latency == (6 if split else 3)
+    assert am.latency == (5 if split else 4)  # a pair level, then 3 all against all
+    tree = ArgMax(5, 3, split=split, all_pairs=0)
+    assert tree.latency == (6 if split else 3)
     rows = [[1, 4, 4, 0, 2], [7, 7, 7, 7, 7], [0, 0, 0, 0, 1], [3, 1, 6, 6, 6], [2, 5, 1, 5, 0],
             [0, 0, 0, 0, 0], [6, 6, 0, 7, 7]]
     words = [sum(s << (3 * c) for c, s in enumerate(r)) for r in rows]
@@ -262,3 +271,29 @@ def test_a_core_with_full_adders_agrees_with_golden(seed, tables, pipeline):
     np.testing.assert_array_equal(out.scores, want.scores)
     np.testing.assert_array_equal(out.classes, want.classes)
     assert (out.cycles - np.flatnonzero(schedule >= 0) == core.latency).all()
+
+
+@pytest.mark.parametrize("classes", [2, 3, 4, 5, 6, 7, 10, 11, 12, 17])
+@pytest.mark.parametrize("shape", [{}, {"all_pairs": 0}, {"split": False},
+                                   {"levels_per_stage": 2}, {"all_pairs": 3}])
+def test_argmax_pairwise_levels_then_all_against_all_picks_the_lowest_best(classes, shape):
+    # numpy's argmax (first maximum) is the reference; narrow scores make ties common
+    am = ArgMax(classes, 2, inverted=left_inverted(classes), **shape)
+    assert am.latency == argmax_latency(classes, shape.get("levels_per_stage", 1),
+                                        shape.get("split", True), shape.get("all_pairs", 5))
+    rng = np.random.default_rng(classes)
+    rows = rng.integers(0, 4, (24, classes)).tolist() + [[3] * classes, [0] * classes]
+    words = [sum((s ^ 3 if am.inverted[c] else s) << (2 * c) for c, s in enumerate(r))
+             for r in rows]
+    got = _stream(am, Value.cast(am.scores), words, lambda ctx: ctx.get(am.index))
+    assert got == [int(np.argmax(r)) for r in rows]
+
+
+def test_argmax_latency_is_shorter_with_all_against_all():
+    # 10 classes: one pairwise level (compare, mux), then 5 all against all (3 registers)
+    assert argmax_tree_levels(10) == 1 and argmax_latency(10) == 5
+    assert argmax_latency(10, all_pairs=0) == 8
+    assert argmax_tree_levels(4) == 2 and argmax_latency(4) == 4
+    assert argmax_tree_levels(6) == 1 and argmax_latency(6) == 5
+    assert argmax_tree_levels(2) == 1 and argmax_latency(2) == 2
+    assert argmax_latency(1) == 0

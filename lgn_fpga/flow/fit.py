@@ -43,8 +43,9 @@ def _is_gate(origin) -> bool:
 
 
 def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: int | None = None,
-                   family: str = "ice40", scores: bool = True, popcount_tables: int = 0,
-                   table_bits: int = 10) -> dict:
+                   family: str = "ice40", scores: bool | str = True,
+                   popcount_tables: int = 0,
+                   table_bits: int = 10, carry_out_lut: bool = True) -> dict:
     """LUT4s, carry cells, flip-flops and logic cells of ``LogicNetCore(graph, ...)`` (the
     same options), counted from the structure the core builds.
 
@@ -62,8 +63,14 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
     ``head_cells``."""
     from amaranth.utils import bits_for, ceil_log2
 
-    from lgn_fpga.gateware.core import DEFAULT_STAGE_LUTS, LogicNetCore, map_layers, merge_pair
-    from lgn_fpga.gateware.head import plan_popcount
+    from lgn_fpga.gateware.core import (
+        DEFAULT_STAGE_LUTS,
+        LUT_INPUTS,
+        LogicNetCore,
+        map_layers,
+        merge_pair,
+    )
+    from lgn_fpga.gateware.head import argmax_tree_levels, plan_popcount
 
     core = LogicNetCore(graph, pipeline=pipeline or 0,  # its shape only: never elaborated
                         stage_luts=stage_luts or DEFAULT_STAGE_LUTS, scores=scores,
@@ -103,7 +110,7 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
         bit = [last[c * k + i] for i in counted.bits]
         tables_used += len(plan.tables)
         for i, j in plan.pairs:
-            ha = merge_pair(bit[i], bit[j], ("ha", c, i))
+            ha = merge_pair(bit[i], bit[j], ("ha", c, i), area=True)
             luts += 2
             ffs += 2
             for leaf in ha.leaves:
@@ -148,16 +155,41 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
         ff_only += wait * sw
     # -- argmax: a chain and a mux per comparison; split: the operands wait a cycle -------
     iw = max(1, ceil_log2(classes))
-    compares = classes - 1
-    luts += compares * (1 + sw + iw)  # the carry-out's LUT, the muxes
+    count = classes
+    compares = 0
+    for level in range(argmax_tree_levels(classes)):  # pairwise: compare, then mux
+        pairs, odd = divmod(count, 2)
+        count = pairs + odd
+        varying = min(iw, level)  # index bits that are signals (not constants) coming in
+        final = count == 1  # the last winner's score is not used
+        compares += pairs
+        muxes = pairs * ((0 if final else sw) + min(iw, level + 1))
+        luts += muxes
+        ffs += muxes
+        if core.split_compare:
+            copies = pairs * ((0 if final else 2 * sw) + 2 * varying) + 2 * odd * (sw + varying)
+        else:
+            copies = odd * (sw + varying)
+        ffs += copies
+        ff_only += copies
+    if count > 1:  # all against all: comparisons, one-hot wins, the index
+        varying = min(iw, argmax_tree_levels(classes))
+        compares += count * (count - 1) // 2
+        # the last pairwise level muxes the middle candidates' scores in both polarities
+        luts += (count - 2) * sw
+        ffs += (count - 2) * sw
+        luts += count + iw + iw * max(0, -(-2 * count // LUT_INPUTS) - 1)
+        ffs += count + iw + 2 * count * varying
+        ff_only += 2 * count * varying  # candidates' index bits waiting
+    luts += compares * carry_out_lut  # the carry-out's LUT in front of its register
     carries += compares * sw
     ccu2 += compares * -(-(sw + 1) // 2)
     carry_only = compares * sw  # a comparison needs no sum: its chain cells hold no LUT
-    ffs += compares * (sw + iw + 1)
-    split_copies = compares * 2 * sw + iw * max(0, compares - classes // 2)
-    ffs += split_copies
-    ff_only += split_copies
-    if scores:  # the delay line: the first register behind a LUT, the rest copies
+    ffs += compares
+    if scores == "held" and core.argmax_latency:  # one register, half behind a LUT
+        ffs += classes * sw
+        ff_only += classes * sw // 2
+    elif scores:  # the delay line: the first register behind a LUT, the rest copies
         ffs += classes * sw * core.argmax_latency
         ff_only += classes * sw * max(0, core.argmax_latency - 1)
     valid = core.latency + 8
@@ -208,7 +240,8 @@ def top_bram_blocks(graph: GateGraph, family: str, *, top: str, vectors: int = 0
 
 def estimate(graph: GateGraph, profile, *, top: str, pipeline: int | None = 0,
              vectors: int = 0, score_width: int | None = None, stage_luts: int | None = None,
-             popcount_tables: int = 0, table_bits: int = 10) -> dict:
+             popcount_tables: int = 0, table_bits: int = 10,
+             carry_out_lut: bool = True) -> dict:
     """LUTs, FFs, logic cells and block RAMs the design should need, from the net's shape
     (see :func:`core_resources`, with ``LogicNetCore``'s options ``pipeline``,
     ``stage_luts``, ``popcount_tables`` and ``table_bits``) plus the board top's overhead.
@@ -220,8 +253,9 @@ def estimate(graph: GateGraph, profile, *, top: str, pipeline: int | None = 0,
     logic = logic_gates(graph)
     sw = score_width or graph.score_width
     core = core_resources(graph, pipeline=pipeline, stage_luts=stage_luts,
-                          family=profile.family, scores=True,
-                          popcount_tables=popcount_tables, table_bits=table_bits)
+                          family=profile.family, scores="held" if top == "uart" else True,
+                          popcount_tables=popcount_tables, table_bits=table_bits,
+                          carry_out_lut=carry_out_lut)
     luts, ffs, cells = core["luts"], core["ffs"], core["cells"]
     vector_bits = 0
     if top == "uart":

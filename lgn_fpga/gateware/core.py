@@ -152,9 +152,10 @@ def map_layers(graph: GateGraph, register_after, *, area: bool = False) -> list:
     return result
 
 
-def merge_pair(x, y, origin):
-    """The LUT of a half adder reading class bits mapped as ``x`` and ``y``."""
-    return _merge([x, y], origin)
+def merge_pair(x, y, origin, *, area: bool = False):
+    """The LUT of a half adder reading class bits mapped as ``x`` and ``y`` (``area``: as
+    :func:`_merge_area`, for counting)."""
+    return (_merge_area if area else _merge)([x, y], origin)
 
 
 def place_registers(graph: GateGraph, stage_luts: int = DEFAULT_STAGE_LUTS) -> tuple:
@@ -323,9 +324,14 @@ class LogicNetCore(wiring.Component):
         :data:`DEFAULT_STAGE_LUTS` for 100 MHz on iCE40, 250 MHz on ECP5).
     head_levels_per_stage : int
         Popcount/argmax tree levels between registers.
-    scores : bool
-        Build the scores delay line so ``out_scores`` leaves with ``out_class`` (the UART
-        and BIST tops need it). ``False``: no delay line, ``out_scores`` stays 0.
+    scores : bool or "held"
+        ``True``: a delay line as long as the argmax, so ``out_scores`` leaves with
+        ``out_class`` for every input (the BIST top, whose inputs come back to back).
+        ``"held"``: one register instead, loaded as the counts enter the argmax and held
+        until the next input's counts do; ``out_scores`` is then right at ``out_valid``
+        whenever inputs are at least ``argmax_latency`` cycles apart (the UART top, one
+        input per request frame: ``classes x score_width`` flip-flops instead of
+        ``argmax_latency`` times as many). ``False``: none, ``out_scores`` stays 0.
     split_compare : bool
         Register each argmax comparison before its mux (two registers per tree level, for
         the clock); ``False``: one register per level, fewer cells, about half the Fmax.
@@ -337,6 +343,12 @@ class LogicNetCore(wiring.Component):
         Let the popcounts sum class bits that are wires three at a time at level 0 (full
         adders; see :func:`~lgn_fpga.gateware.head.plan_popcount`); ``False``: half adders
         and carry-ins only, as before.
+    carry_out_lut : bool
+        Put a LUT between each carry-out and its flip-flop (``x ^ ~valid``, exact whenever
+        the data is valid): on iCE40 the flip-flop then shares the LUT's cell instead of
+        taking one of its own. ``False`` for ECP5, whose slice flip-flops take a carry-out
+        directly: there the LUT is only delay (it was on the critical path of mnist400's
+        core at 243 MHz).
     table_bits : int
         Address bits of one table: 10 on iCE40 (SB_RAM40_4K as 1024 x 4), 12 on ECP5
         (DP16KD as 4096 x 4).
@@ -360,7 +372,7 @@ class LogicNetCore(wiring.Component):
     def __init__(self, graph: GateGraph, *, pipeline: int | None = DEFAULT_PIPELINE,
                  stage_luts: int = DEFAULT_STAGE_LUTS, head_levels_per_stage: int = 1,
                  scores: bool = True, split_compare: bool = True, popcount_tables: int = 0,
-                 table_bits: int = 10, full_adders: bool = True):
+                 table_bits: int = 10, full_adders: bool = True, carry_out_lut: bool = True):
         pipeline = pipeline or AUTO
         if pipeline < 0:
             raise ValueError(f"pipeline must be at least 1 gate layer per stage (or 0: "
@@ -380,6 +392,8 @@ class LogicNetCore(wiring.Component):
             cycle += n in cuts
         self.layer_cycle = tuple(cycles)
         self.head_levels_per_stage = head_levels_per_stage
+        if scores not in (True, False, "held"):
+            raise ValueError(f"scores must be True, False or 'held', got {scores!r}")
         self.scores = scores
         self.split_compare = split_compare
         self.score_width = graph.score_width
@@ -395,6 +409,7 @@ class LogicNetCore(wiring.Component):
                                  for cls, c in enumerate(self.class_counts)]
         self.table_bits = table_bits
         self.full_adders = full_adders
+        self.carry_out_lut = carry_out_lut
         self.class_tables = spread_tables(self.class_counts, popcount_tables, table_bits)
         # The last gate stage ends in the popcounts' level-0 register (fused), so it counts
         # as a gate stage and the popcount adds only its adder levels.
@@ -452,8 +467,9 @@ class LogicNetCore(wiring.Component):
         inverted = left_inverted(graph.classes) if self.split_compare else None
         argmax = ArgMax(graph.classes, self.score_width,
                         levels_per_stage=self.head_levels_per_stage, split=self.split_compare,
-                        inverted=inverted)
+                        inverted=inverted, carry_out_lut=self.carry_out_lut)
         m.submodules.argmax = argmax
+        valid_at_argmax = Signal()  # the counts entering the argmax are valid
         taps = []
         for c, counted in enumerate(self.class_counts):
             invert = argmax.inverted[c]
@@ -466,7 +482,8 @@ class LogicNetCore(wiring.Component):
                                 levels_per_stage=self.head_levels_per_stage,
                                 invert=invert, width=self.score_width,
                                 tables=self.class_tables[c], table_bits=self.table_bits,
-                                wires=self.class_wires(c), full_adders=self.full_adders)
+                                wires=self.class_wires(c), full_adders=self.full_adders,
+                                carry_out_lut=self.carry_out_lut)
             m.submodules[f"popcount{c}"] = popcount
             m.d.comb += popcount.bits.eq(Cat(previous[c * k + i] for i in counted.bits))
             # Register stage i of the popcount holds the data of valid register
@@ -483,14 +500,22 @@ class LogicNetCore(wiring.Component):
         # The scores wait beside the argmax so class and scores leave together (the first
         # delay register undoes the complement of the argmax's left operands: a LUT in
         # front of a flip-flop, free). A core built with scores=False has no delay line
-        # and out_scores stays 0.
+        # and out_scores stays 0; with scores="held" one register takes the counts as
+        # they enter the argmax (valid) and holds them.
+        first = self.gate_latency + self.popcount_latency - 1  # pipe index at the argmax
         if self.scores:
             scores = Cat(~argmax.scores[c] if argmax.inverted[c] else argmax.scores[c]
                          for c in range(graph.classes))
-            for stage in range(argmax.latency):
-                delayed = Signal(len(scores), name=f"scores_d{stage}", reset_less=True)
-                m.d.sync += delayed.eq(scores)
-                scores = delayed
+            if self.scores == "held" and argmax.latency:
+                held = Signal(len(scores), name="scores_held", reset_less=True)
+                with m.If(valid_at_argmax):
+                    m.d.sync += held.eq(scores)
+                scores = held
+            else:
+                for stage in range(argmax.latency):
+                    delayed = Signal(len(scores), name=f"scores_d{stage}", reset_less=True)
+                    m.d.sync += delayed.eq(scores)
+                    scores = delayed
             m.d.comb += self.out_scores.eq(scores)
         m.d.comb += self.out_class.eq(argmax.index)
 
@@ -506,6 +531,7 @@ class LogicNetCore(wiring.Component):
         for tap in taps:
             m.d.comb += tap.eq(Cat(pipe[self.gate_latency - 1:self.gate_latency - 1 + len(tap)]))
         # ArgMax stage i reads the data held in core register gate + popcount + i (1-based).
-        first = self.gate_latency + self.popcount_latency - 1
         m.d.comb += argmax.stage_valid.eq(Cat(pipe[first:first + argmax.latency]))
+        if argmax.latency:
+            m.d.comb += valid_at_argmax.eq(pipe[first])
         return m

@@ -266,12 +266,15 @@ class Popcount(wiring.Component):
     block RAM: an iCE40 SB_RAM40_4K as 1024 x 4 counts 10 bits, an ECP5 DP16KD as
     4096 x 4 counts 12), in the same cycle as level 0. ``wires``: the bits that come
     straight from registers (for the tables and ``full_adders``, see :func:`plan_popcount`).
+    ``carry_out_lut`` (the default): a register fed by a chain's carry-out takes it through a
+    LUT (iCE40, where the flip-flop then shares that LUT's cell); ``False`` for ECP5, whose
+    slice flip-flop takes the carry-out directly, so the LUT would only add delay.
 
 {stream_contract}"""
 
     def __init__(self, n: int, *, levels_per_stage: int = 1, weights=None, offset: int = 0,
                  invert: bool = False, width: int = 0, tables: int = 0, table_bits: int = 10,
-                 wires=(), full_adders: bool = True):
+                 wires=(), full_adders: bool = True, carry_out_lut: bool = True):
         if n < 1:
             raise ValueError("a popcount needs at least one bit")
         if levels_per_stage < 1:
@@ -279,6 +282,7 @@ class Popcount(wiring.Component):
         self.n = n
         self.levels_per_stage = levels_per_stage
         self.invert = invert
+        self.carry_out_lut = carry_out_lut
         # (a late table's count joins after the first adder level, which must be registered)
         self.plan = plan_popcount(n, weights, offset,
                                   tables=tables if levels_per_stage == 1 else 0,
@@ -371,7 +375,7 @@ class Popcount(wiring.Component):
                 width = bits_for(maxima[k])
                 s = Signal(width, name=f"sum{level + 1}_{k}", reset_less=True)
                 grows = width > max(len(v) for v in operands) and (y >= 0 or carry >= 0)
-                if registered and grows:
+                if registered and grows and self.carry_out_lut:
                     # The top bit is the chain's carry-out. A flip-flop fed straight from a
                     # carry-out costs a cell of its own on iCE40 (beside the cell that brings
                     # the carry out); as a real LUT (x ^ ~valid: the carry itself whenever
@@ -393,10 +397,38 @@ class Popcount(wiring.Component):
 # -- argmax -------------------------------------------------------------------------------
 
 
-def argmax_latency(classes: int, levels_per_stage: int = 1, split: bool = True) -> int:
+#: Most candidates an :class:`ArgMax` compares all against all (one stage of comparisons,
+#: no operand copies) instead of reducing them pairwise (a comparison, then a mux, each
+#: registered, every operand copied across the first): 5 candidates take 10 comparisons
+#: where a tree takes 4 plus 2 odd ones out and their copies (about 80 cells less for 10
+#: classes, 3 cycles shorter). A candidate's win is the AND of its G - 1 comparisons, one
+#: LUT4 up to 5 candidates.
+ALL_PAIRS = 5
+
+
+def argmax_tree_levels(classes: int, all_pairs: int = ALL_PAIRS) -> int:
+    """Pairwise levels an :class:`ArgMax` of ``classes`` runs before the all-against-all
+    stage: at least one (its muxes give each candidate in both polarities, which every
+    comparison of the stage wants: an iCE40 carry chain comparing two values of the same
+    polarity needs an inverter LUT per bit and measured half the clock), then until at
+    most ``all_pairs`` candidates are left (three or more; two are compared by one more
+    pairwise level). ``all_pairs`` below 3: the whole tree."""
+    levels, count = 0, classes
+    while count > 1 and (levels == 0 or not 3 <= count <= all_pairs):
+        count, levels = -(-count // 2), levels + 1
+    return levels
+
+
+def argmax_latency(classes: int, levels_per_stage: int = 1, split: bool = True,
+                   all_pairs: int = ALL_PAIRS) -> int:
     """Cycles through an :class:`ArgMax` of ``classes`` scores."""
-    stages = _stages(_tree_levels(classes), levels_per_stage)
-    return 2 * stages if split else stages
+    levels = argmax_tree_levels(classes, all_pairs)
+    stages = _stages(levels, levels_per_stage)
+    tree = 2 * stages if split else stages
+    left = classes
+    for _ in range(levels):
+        left = -(-left // 2)
+    return tree + (3 if left > 1 else 0)
 
 
 def left_inverted(classes: int) -> tuple:
@@ -411,16 +443,29 @@ class ArgMax(wiring.Component):
     """``index`` of the largest of ``scores``, ``latency`` cycles later; ties go to the
     lowest index.
 
-    ``split``: register each comparison before the mux it drives (two registers per tree
-    level, for the clock); otherwise a comparison and its mux share a stage.
+    Two parts. First pairwise levels (:func:`argmax_tree_levels`: none for 3 to
+    ``all_pairs`` classes, one for 10), each candidate pair reduced to its winner (index
+    and score); then, once at most ``all_pairs`` candidates are left, every candidate is
+    compared with every other in one registered stage, a one-hot "wins" register follows
+    (candidate j wins if it beats every lower candidate strictly and no higher one beats
+    it), and the winner's index is encoded from it. The all-against-all stage needs no copy
+    of any score (only comparisons read them), where a pairwise level registers its
+    comparison before its mux and so copies both operands across that register.
+
+    ``split``: register each pairwise comparison before the mux it drives (two registers
+    per tree level, for the clock); otherwise a comparison and its mux share a stage.
     ``inverted``: per class, whether its score arrives complemented (``~score``); see
     :func:`left_inverted`. The tree passes each winner on in the polarity its next
     comparison wants (the muxes are LUTs, so either polarity is free).
+    ``carry_out_lut``: as in :class:`Popcount`, for each comparison's register.
+    ``all_pairs``: see :data:`ALL_PAIRS`; below 3, pairwise levels only (the tree of
+    before, ``2 * ceil_log2(classes)`` cycles with ``split``).
 
 {stream_contract}"""
 
     def __init__(self, classes: int, score_width: int, *, levels_per_stage: int = 1,
-                 split: bool = True, inverted=None):
+                 split: bool = True, inverted=None, carry_out_lut: bool = True,
+                 all_pairs: int = ALL_PAIRS):
         if classes < 1:
             raise ValueError("an argmax needs at least one class")
         if levels_per_stage < 1:
@@ -429,11 +474,14 @@ class ArgMax(wiring.Component):
         self.score_width = score_width
         self.levels_per_stage = levels_per_stage
         self.split = split
+        self.carry_out_lut = carry_out_lut
+        self.all_pairs = all_pairs
         self.inverted = tuple(bool(x) for x in inverted) if inverted else (False,) * classes
         if len(self.inverted) != classes:
             raise ValueError("inverted needs one entry per class")
         self.index_width = max(1, ceil_log2(classes))
-        self.latency = argmax_latency(classes, levels_per_stage, split)
+        self.tree_levels = argmax_tree_levels(classes, all_pairs)
+        self.latency = argmax_latency(classes, levels_per_stage, split, all_pairs)
         super().__init__({
             "scores": In(data.ArrayLayout(score_width, classes)),
             "index": Out(self.index_width),
@@ -452,75 +500,162 @@ class ArgMax(wiring.Component):
             return ~(Cat(l, Const(0, 1)) + r + 1)[w]
         return (~r if r_inv else r) > (~l if l_inv else l)
 
-    def _index_mux(self, right_wins, ri, li, registered, stage):
-        """``right_wins ? ri : li``. Where one side's bit is a constant, Yosys would build the
-        register from the flip-flop's set/reset pin, which nextpnr places apart from the
-        LUT that drives it (the critical path of the head); XOR with ~valid (exact
-        whenever the data is valid) keeps the LUT in front of the flip-flop."""
+    def _through_lut(self, value, stage):
+        """``value`` for a register fed by a carry-out: through a LUT (``x ^ ~valid``, exact
+        whenever the data is valid) where ``carry_out_lut``, so that on iCE40 the flip-flop
+        shares the LUT's cell."""
+        return value ^ ~self.stage_valid[stage] if self.carry_out_lut else value
+
+    def _index_bit(self, m, right_wins, ri, li, registered, stage, name):
+        """Bit ``right_wins ? ri : li`` of a winner's index, each bit a constant or a 1-bit
+        signal: equal constants stay constant (no flip-flop). Where one side is a constant,
+        Yosys would build the register from the flip-flop's set/reset pin, which nextpnr
+        places apart from the LUT that drives it (the critical path of the head); XOR with
+        ~valid (exact whenever the data is valid) keeps the LUT in front of the flip-flop."""
+        if isinstance(ri, Const) and isinstance(li, Const) and ri.value == li.value:
+            return ri
         mux = Mux(right_wins, ri, li)
         if not registered:
             return mux
-        bits = []
-        for b in range(self.index_width):
-            both_constant = isinstance(ri, Const) and isinstance(li, Const)
-            bits.append(mux[b] if both_constant else mux[b] ^ ~self.stage_valid[stage])
-        return Cat(*bits)
+        bit = Signal(name=name, reset_less=True)
+        both_constant = isinstance(ri, Const) and isinstance(li, Const)
+        m.d.sync += bit.eq(mux if both_constant else mux ^ ~self.stage_valid[stage])
+        return bit
+
+    @staticmethod
+    def _delayed(m, bits, stages, name):
+        """Index ``bits`` (constants or 1-bit signals) ``stages`` registers later."""
+        out = []
+        for b, bit in enumerate(bits):
+            for k in range(stages if not isinstance(bit, Const) else 0):
+                q = Signal(name=f"{name}_{b}_d{k}", reset_less=True)
+                m.d.sync += q.eq(bit)
+                bit = q
+            out.append(bit)
+        return out
 
     def elaborate(self, platform):
         m = Module()
-        levels = _tree_levels(self.classes)
-        # Candidates (index, score, score is complemented), in class order: the left of a
-        # pair has the lower indices.
-        candidates = [(Const(c, self.index_width), self.scores[c], self.inverted[c])
-                      for c in range(self.classes)]
+        levels = self.tree_levels
+        iw = self.index_width
+        # Candidates (index bits, score, score is complemented), in class order: the left of
+        # a pair has the lower indices.
+        candidates = [([Const((c >> b) & 1, 1) for b in range(iw)], self.scores[c],
+                       self.inverted[c]) for c in range(self.classes)]
         level = stage = 0
-        while len(candidates) > 1:
+        while level < levels:
             registered = _registered(level, levels, self.levels_per_stage)
             domain = m.d.sync if registered else m.d.comb
             count = -(-len(candidates) // 2)
+            # the level before the all-against-all stage gives each candidate's score in the
+            # polarities its comparisons read: true as the higher of a pair, complemented
+            # as the lower one
+            both = level == levels - 1 and count > 1
             reduced = []
             for i in range(0, len(candidates), 2):
                 j = i // 2
                 name = f"{level}_{j}"
-                # The polarity the next comparison wants: complemented on its left.
+                # The polarity the next comparison wants: complemented on its left (for the
+                # all-against-all stage, every other candidate).
                 want_inv = j % 2 == 0 and j + 1 < count
-                index = Signal(self.index_width, name=f"index{name}", reset_less=True)
                 score = Signal(self.score_width, name=f"score{name}", reset_less=True)
+                polarities = [p for p, wanted in ((False, j > 0), (True, j + 1 < count))
+                              if wanted] if both else [want_inv]
                 if i + 1 < len(candidates):
                     (li, ls, l_inv), (ri, rs, r_inv) = candidates[i], candidates[i + 1]
                     right_wins = Signal(name=f"right_wins{name}", reset_less=True)
                     greater = self._greater(rs, r_inv, ls, l_inv)  # strictly: ties stay left
                     if self.split and registered:
                         # Stage 1: the comparison alone, beside copies of the operands.
-                        copies = []
-                        for value, what in ((li, "li"), (ls, "ls"), (ri, "ri"), (rs, "rs")):
-                            if isinstance(value, Const):
-                                copies.append(value)
-                                continue
-                            q = Signal.like(value, name=f"{what}{name}", reset_less=True)
-                            m.d.sync += q.eq(value)
-                            copies.append(q)
-                        li, ls, ri, rs = copies
+                        ls_q = Signal.like(ls, name=f"ls{name}", reset_less=True)
+                        rs_q = Signal.like(rs, name=f"rs{name}", reset_less=True)
+                        m.d.sync += [ls_q.eq(ls), rs_q.eq(rs)]
+                        ls, rs = ls_q, rs_q
+                        li = self._delayed(m, li, 1, f"li{name}")
+                        ri = self._delayed(m, ri, 1, f"ri{name}")
                         # Through a LUT (see Popcount): the flip-flop shares its cell.
-                        m.d.sync += right_wins.eq(greater ^ ~self.stage_valid[stage])
+                        m.d.sync += right_wins.eq(self._through_lut(greater, stage))
                     else:
                         m.d.comb += right_wins.eq(greater)
-                    ls = ~ls if l_inv != want_inv else ls
-                    rs = ~rs if r_inv != want_inv else rs
-                    domain += [index.eq(self._index_mux(right_wins, ri, li, registered,
-                                                        stage + (1 if self.split else 0))),
-                               score.eq(Mux(right_wins, rs, ls))]
+                    at = stage + (1 if self.split else 0)
+                    index = [self._index_bit(m, right_wins, ri[b], li[b], registered, at,
+                                             f"index{name}_{b}") for b in range(iw)]
+                    scores = []
+                    for inv in polarities:
+                        out = score if not scores else Signal.like(
+                            score, name=f"score{name}_n", reset_less=True)
+                        domain += out.eq(Mux(right_wins, ~rs if r_inv != inv else rs,
+                                             ~ls if l_inv != inv else ls))
+                        scores.append(out)
                 else:
                     li, ls, l_inv = candidates[i]
+                    waits = (2 if self.split else 1) if registered else 0
+                    index = self._delayed(m, li, waits, f"li{name}")
                     if self.split and registered:  # the odd one out waits for stage 1
-                        li_q = Signal.like(index, name=f"li{name}", reset_less=True)
                         ls_q = Signal.like(score, name=f"ls{name}", reset_less=True)
-                        m.d.sync += [li_q.eq(li), ls_q.eq(ls)]
-                        li, ls = li_q, ls_q
-                    domain += [index.eq(li), score.eq(~ls if l_inv != want_inv else ls)]
-                reduced.append((index, score, want_inv))
+                        m.d.sync += ls_q.eq(ls)
+                        ls = ls_q
+                    scores = []
+                    for inv in polarities:
+                        out = score if not scores else Signal.like(
+                            score, name=f"score{name}_n", reset_less=True)
+                        domain += out.eq(~ls if l_inv != inv else ls)
+                        scores.append(out)
+                if both:  # (index, true score or None, complemented score or None)
+                    by = dict(zip(polarities, scores))
+                    reduced.append((index, by.get(False), by.get(True)))
+                else:
+                    reduced.append((index, scores[0], want_inv))
             candidates = reduced
             level += 1
             stage += (2 if self.split else 1) if registered else 0
-        m.d.comb += self.index.eq(candidates[0][0])
+        if len(candidates) > 1:
+            candidates_index = self._all_pairs(m, candidates, stage)
+        else:
+            candidates_index = candidates[0][0]
+        m.d.comb += self.index.eq(Cat(*candidates_index))
         return m
+
+    def _all_pairs(self, m, candidates, stage):
+        """The all-against-all stage over ``candidates`` ((index bits, true score,
+        complemented score), as the last pairwise level gives them): the winner's index
+        bits, three registers later (comparisons, one-hot wins, index)."""
+        g = len(candidates)
+        beats = {}  # (i, j), i < j: candidate j's score is strictly above i's
+        for i in range(g):
+            for j in range(i + 1, g):
+                # j's true score against i's complement: one plain carry chain
+                si_n, sj = candidates[i][2], candidates[j][1]
+                gt = Signal(name=f"gt{i}_{j}", reset_less=True)
+                m.d.sync += gt.eq(self._through_lut(self._greater(sj, False, si_n, True), stage))
+                beats[i, j] = gt
+        wins = []
+        for j in range(g):
+            # j wins: above every lower candidate (ties go low) and below none of the higher
+            terms = [beats[i, j] for i in range(j)] + [~beats[j, i] for i in range(j + 1, g)]
+            win = Signal(name=f"win{j}", reset_less=True)
+            term = terms[0]
+            for t in terms[1:]:
+                term = term & t
+            m.d.sync += win.eq(term)
+            wins.append(win)
+        bits = []
+        for b in range(self.index_width):
+            terms = []
+            for j, (index, _, _) in enumerate(candidates):
+                bit = self._delayed(m, [index[b]], 2, f"cand{j}_{b}")[0]
+                if isinstance(bit, Const):
+                    if bit.value:
+                        terms.append(wins[j])
+                else:
+                    terms.append(wins[j] & bit)
+            if not terms:
+                bits.append(Const(0, 1))
+                continue
+            out = Signal(name=f"index_bit{b}", reset_less=True)
+            term = terms[0]
+            for t in terms[1:]:
+                term = term | t
+            m.d.sync += out.eq(term)
+            bits.append(out)
+        return bits
