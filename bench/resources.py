@@ -6,8 +6,10 @@ registered class on pins; Yosys defaults; nextpnr on the UP5K at --freq 150 or t
 --freq 300), once with the head and core of ``--old-rev`` and once with this checkout's. Both go
 through a small ``lgn-fpga`` wrapper put first on PATH: the old one swaps in the old
 ``gateware/head.py`` and ``core.py``; the new one gives ``LogicNetCore`` the options of
-``--core`` (JSON; by default on the UP5K block-RAM popcount tables: 30 as 1024 x 4, all its
-SB_RAM40_4K; on ECP5 none, as ``lgn-fpga build`` deals them; see ``NEW_CORE``). Where Yosys
+``--core`` (JSON; by default as ``lgn-fpga build`` sets them, see ``NEW_CORE``: on the UP5K
+block-RAM popcount tables, 30 as 1024 x 4, all its SB_RAM40_4K, and on ECP5 none; class bits
+the last gate register would only copy counted a cycle early; on ECP5 no LUT between a
+carry-out and its flip-flop). Where Yosys
 0.70's ABC9 crashes (some ECP5 designs), the synthesis is rerun with classic ABC for the LUT
 mapping, as ``lgn-fpga build`` does, and the row says ``abc``.
 
@@ -59,9 +61,10 @@ OLD_REV = "63b1538"
 
 #: LogicNetCore options of the "new" builds, per family, as ``lgn-fpga build`` deals them: on
 #: the UP5K block RAMs as popcount tables (the core alone uses none otherwise: all 30); on
-#: ECP5 none (tables measured slower there: the DP16KD's unregistered output is in the path).
-NEW_CORE = {"ice40": {"popcount_tables": 30, "table_bits": 10},
-            "ecp5": {"carry_out_lut": False}}
+#: ECP5 none (tables measured slower there: the DP16KD's unregistered output is in the path)
+#: and no carry-out LUTs (``flow.build.CARRY_OUT_LUT``); early class bits on both.
+NEW_CORE = {"ice40": {"popcount_tables": 30, "table_bits": 10, "early_bits": True},
+            "ecp5": {"carry_out_lut": False, "early_bits": True}}
 
 OLD_WRAPPER = '''#!/usr/bin/env python3
 """lgn-fpga with gateware/head.py and core.py of an older revision swapped in."""

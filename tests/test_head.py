@@ -258,19 +258,64 @@ def test_full_adders_take_wires_three_at_a_time_and_save_cells():
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 10_000), tables=st.integers(0, 3), pipeline=st.integers(0, 2))
-def test_a_core_with_full_adders_agrees_with_golden(seed, tables, pipeline):
+@given(seed=st.integers(0, 10_000), tables=st.integers(0, 3), pipeline=st.integers(0, 2),
+       early=st.booleans())
+def test_a_core_with_full_adders_agrees_with_golden(seed, tables, pipeline, early):
     # mostly pass-through gates, so many class bits are wires and go to full adders
     g = random_graph(12, 3, 48, 3, seed=seed,
                      ops=(ops.A, ops.A, ops.B, ops.B, ops.A, ops.AND, ops.XOR, ops.OR))
     bits = random_bits(12, 16, seed)
     schedule = make_schedule(16, gap_rate=0.3, seed=seed)
-    core = LogicNetCore(g, pipeline=pipeline, popcount_tables=tables, table_bits=3)
+    core = LogicNetCore(g, pipeline=pipeline, popcount_tables=tables, table_bits=3,
+                        early_bits=early)
     out = run_pysim(core, bits, schedule, seed=seed)
     want = golden.predict(g, bits)
     np.testing.assert_array_equal(out.scores, want.scores)
     np.testing.assert_array_equal(out.classes, want.classes)
     assert (out.cycles - np.flatnonzero(schedule >= 0) == core.latency).all()
+
+
+@pytest.mark.parametrize("pipeline", [1, 2])
+def test_class_bits_the_last_register_only_copies_are_counted_a_cycle_early(pipeline):
+    # inputs passed straight through to the class bits: with a register after layer 0 or 1,
+    # those bits are wires there, and the popcounts take them from before that register
+    g = random_graph(12, 3, 48, 3, seed=1,
+                     ops=(ops.A, ops.A, ops.B, ops.B, ops.A, ops.AND, ops.XOR, ops.OR))
+    core = LogicNetCore(g, pipeline=pipeline, early_bits=True)
+    assert core.register_after and sum(map(len, core.class_early)) >= 9
+    n = max(core.register_after)
+    for c, early in enumerate(core.class_early):
+        for i, j in early.items():  # the same value: passed through from layer n's gate j
+            x = c * g.group_size + core.class_counts[c].bits[i]
+            for layer in range(g.depth - 1, n, -1):
+                gates = g.layers[layer]
+                x = int(gates.a[x] if gates.op[x] == ops.A else gates.b[x])
+            assert x == j
+    plans = [plan_popcount(len(cc.bits), cc.weights, cc.offset, early=tuple(e),
+                           wires=core.class_wires(c))
+             for c, (cc, e) in enumerate(zip(core.class_counts, core.class_early))]
+    assert any(p.early_triples for p in plans)
+    bits = random_bits(12, 24, 7)
+    for schedule in (make_schedule(24, gap_rate=0.0, seed=1),
+                     make_schedule(24, gap_rate=0.5, seed=2)):
+        out = run_pysim(core, bits, schedule)
+        want = golden.predict(g, bits)
+        np.testing.assert_array_equal(out.scores, want.scores)
+        np.testing.assert_array_equal(out.classes, want.classes)
+    plain = LogicNetCore(g, pipeline=pipeline)
+    plain._MustUse__silence = True
+    assert core.latency == plain.latency
+
+
+def test_early_bits_go_three_at_a_time_and_the_rest_stay_with_the_others():
+    plan = plan_popcount(20, early=range(8))  # 8 early: two full adders, 2 left over
+    assert plan.early_triples == ((0, 1, 2), (3, 4, 5))
+    assert plan.early_sums == ((0, 1),)
+    counted = {i for t in plan.early_triples for i in t}
+    rest = set(plan.spares) | set(plan.singles) | {i for p in plan.pairs for i in p} | \
+        {i for t in plan.triples for i in t}
+    assert counted | rest == set(range(20)) and not counted & rest
+    assert plan.top == 20
 
 
 @pytest.mark.parametrize("classes", [2, 3, 4, 5, 6, 7, 10, 11, 12, 17])

@@ -42,10 +42,34 @@ def _is_gate(origin) -> bool:
     return isinstance(origin[0], int)
 
 
+def _read_after(graph: GateGraph, core, n: int) -> set:
+    """Indices of layer ``n`` (the last registered one) that something after its register
+    reads: the class bits the popcounts take from the last layer (not those taken a cycle
+    early, see ``class_early``), back through the layers between."""
+    from lgn_fpga.net import ops
+
+    k = graph.group_size
+    need = {c * k + b for c, counted in enumerate(core.class_counts)
+            for i, b in enumerate(counted.bits) if i not in core.class_early[c]}
+    for layer in range(graph.depth - 1, n, -1):
+        gates, before = graph.layers[layer], set()
+        for g in need:
+            op = int(gates.op[g])
+            if op in ops.CONSTANT_OPS:
+                continue
+            if not ops.IGNORES_A[op]:
+                before.add(int(gates.a[g]))
+            if not ops.IGNORES_B[op]:
+                before.add(int(gates.b[g]))
+        need = before
+    return need
+
+
 def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: int | None = None,
                    family: str = "ice40", scores: bool | str = True,
                    popcount_tables: int = 0,
-                   table_bits: int = 10, carry_out_lut: bool = True) -> dict:
+                   table_bits: int = 10, carry_out_lut: bool = True,
+                   early_bits: bool = False) -> dict:
     """LUT4s, carry cells, flip-flops and logic cells of ``LogicNetCore(graph, ...)`` (the
     same options), counted from the structure the core builds.
 
@@ -74,7 +98,8 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
 
     core = LogicNetCore(graph, pipeline=pipeline or 0,  # its shape only: never elaborated
                         stage_luts=stage_luts or DEFAULT_STAGE_LUTS, scores=scores,
-                        popcount_tables=popcount_tables, table_bits=table_bits)
+                        popcount_tables=popcount_tables, table_bits=table_bits,
+                        early_bits=early_bits)
     core._MustUse__silence = True  # (Amaranth warns about elaboratables never elaborated)
     sw, classes, k = graph.score_width, graph.classes, graph.group_size
     mapped = map_layers(graph, core.register_after, area=True)
@@ -90,8 +115,11 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
                         leaf_uses[leaf] = leaf_uses.get(leaf, 0) + 1
     # -- gate-layer registers -------------------------------------------------------------
     net_ffs = net_ff_only = 0
+    last_cut = max(core.register_after, default=None)
     for n in core.register_after:
-        held = {m.origin: m for m in mapped[n] if m.level > 0 or m.leaves}
+        read = _read_after(graph, core, n) if n == last_cut else range(len(mapped[n]))
+        held = {mapped[n][j].origin: mapped[n][j] for j in read
+                if mapped[n][j].level > 0 or mapped[n][j].leaves}
         for origin, m in held.items():
             net_ffs += 1
             if _is_gate(origin) and m.level > 0:
@@ -106,9 +134,18 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
         if not counted.bits:
             continue
         plan = plan_popcount(len(counted.bits), counted.weights, counted.offset,
-                             tables=tables, table_bits=table_bits, wires=core.class_wires(c))
+                             tables=tables, table_bits=table_bits, wires=core.class_wires(c),
+                             early=tuple(core.class_early[c]))
         bit = [last[c * k + i] for i in counted.bits]
         tables_used += len(plan.tables)
+        # bits counted a cycle early: full adders then, their counts summed in level 0's
+        # cycle (three LUT4s, no chain), an odd one waiting in two flip-flops
+        luts += 2 * len(plan.early_triples)
+        ffs += 2 * len(plan.early_triples)
+        for _x, y in plan.early_sums:
+            luts += 3 * (y >= 0)
+            ffs += 3 if y >= 0 else 2
+            ff_only += 2 * (y < 0)
         for i, j in plan.pairs:
             ha = merge_pair(bit[i], bit[j], ("ha", c, i), area=True)
             luts += 2
@@ -241,7 +278,7 @@ def top_bram_blocks(graph: GateGraph, family: str, *, top: str, vectors: int = 0
 def estimate(graph: GateGraph, profile, *, top: str, pipeline: int | None = 0,
              vectors: int = 0, score_width: int | None = None, stage_luts: int | None = None,
              popcount_tables: int = 0, table_bits: int = 10,
-             carry_out_lut: bool = True) -> dict:
+             carry_out_lut: bool = True, early_bits: bool = False) -> dict:
     """LUTs, FFs, logic cells and block RAMs the design should need, from the net's shape
     (see :func:`core_resources`, with ``LogicNetCore``'s options ``pipeline``,
     ``stage_luts``, ``popcount_tables`` and ``table_bits``) plus the board top's overhead.
@@ -255,7 +292,7 @@ def estimate(graph: GateGraph, profile, *, top: str, pipeline: int | None = 0,
     core = core_resources(graph, pipeline=pipeline, stage_luts=stage_luts,
                           family=profile.family, scores="held" if top == "uart" else True,
                           popcount_tables=popcount_tables, table_bits=table_bits,
-                          carry_out_lut=carry_out_lut)
+                          carry_out_lut=carry_out_lut, early_bits=early_bits)
     luts, ffs, cells = core["luts"], core["ffs"], core["cells"]
     vector_bits = 0
     if top == "uart":

@@ -44,7 +44,7 @@ from lgn_fpga.net import ops
 from lgn_fpga.net.graph import GateGraph
 
 __all__ = ["AUTO", "DEFAULT_PIPELINE", "DEFAULT_STAGE_LUTS", "ClassCount", "LogicNetCore",
-           "class_counts", "class_wires", "gate_stages", "place_registers"]
+           "class_counts", "class_early", "class_wires", "gate_stages", "place_registers"]
 
 #: ``pipeline`` value that places the gate-layer registers from the mapped LUT depth (see
 #: :func:`place_registers`) instead of after every ``pipeline``-th layer.
@@ -283,6 +283,36 @@ def class_wires(graph: GateGraph, c: int, counted: ClassCount) -> tuple:
     return tuple(i for i, b in enumerate(counted.bits) if int(last[base + b]) in (ops.A, ops.B))
 
 
+def class_early(graph: GateGraph, register_after, c: int, counted: ClassCount,
+                mapped: list | None = None) -> dict:
+    """Class ``c``'s counted bits (indices into ``counted.bits``, unit weight) that the
+    last gate register only copies: passed through (ops 3, 5) from layer n, the last one
+    registered, where they are wires themselves (an input or an earlier register). Each
+    maps to its index in layer n, whose Signal holds it a cycle before the last layer does.
+    The popcount counts them from there (``Popcount(early=...)``), so the register copying
+    them is not built. ``mapped``: :func:`map_layers` of ``register_after``, if at hand."""
+    if not register_after:
+        return {}
+    n = max(register_after)
+    mapped = mapped if mapped is not None else map_layers(graph, register_after)
+    k = graph.group_size
+    found = {}
+    for i, (b, w) in enumerate(zip(counted.bits, counted.weights)):
+        if w != 1:
+            continue
+        x = c * k + b
+        for layer in range(graph.depth - 1, n, -1):
+            gates = graph.layers[layer]
+            op = int(gates.op[x])
+            if op not in (ops.A, ops.B):
+                break
+            x = int(gates.a[x] if op == ops.A else gates.b[x])
+        else:
+            if mapped[n][x].level == 0 and mapped[n][x].leaves:
+                found[i] = x
+    return found
+
+
 def _wires_first(counted: ClassCount, ops_of_bits: list) -> ClassCount:
     order = sorted(range(len(counted.bits)),
                    key=lambda i: ops_of_bits[i] not in (ops.A, ops.B))
@@ -343,6 +373,13 @@ class LogicNetCore(wiring.Component):
         Let the popcounts sum class bits that are wires three at a time at level 0 (full
         adders; see :func:`~lgn_fpga.gateware.head.plan_popcount`); ``False``: half adders
         and carry-ins only, as before.
+    early_bits : bool
+        Count the class bits that the last gate register would only copy (passed through
+        from an input or an earlier register) from before that register, a cycle early,
+        three at a time through full adders (:func:`class_early`), so that register is not
+        built for them; ``False`` (the default): through the register like the others.
+        Board builds turn it on; the formal check (``lgn-fpga verify``) proves the core
+        without it, since its staged proof reads each piece from the previous cut only.
     carry_out_lut : bool
         Put a LUT between each carry-out and its flip-flop (``x ^ ~valid``, exact whenever
         the data is valid): on iCE40 the flip-flop then shares the LUT's cell instead of
@@ -372,7 +409,8 @@ class LogicNetCore(wiring.Component):
     def __init__(self, graph: GateGraph, *, pipeline: int | None = DEFAULT_PIPELINE,
                  stage_luts: int = DEFAULT_STAGE_LUTS, head_levels_per_stage: int = 1,
                  scores: bool = True, split_compare: bool = True, popcount_tables: int = 0,
-                 table_bits: int = 10, full_adders: bool = True, carry_out_lut: bool = True):
+                 table_bits: int = 10, full_adders: bool = True, carry_out_lut: bool = True,
+                 early_bits: bool = False):
         pipeline = pipeline or AUTO
         if pipeline < 0:
             raise ValueError(f"pipeline must be at least 1 gate layer per stage (or 0: "
@@ -411,13 +449,20 @@ class LogicNetCore(wiring.Component):
         self.full_adders = full_adders
         self.carry_out_lut = carry_out_lut
         self.class_tables = spread_tables(self.class_counts, popcount_tables, table_bits)
+        self.early_bits = early_bits
+        mapped = map_layers(graph, self.register_after) if early_bits else None
+        #: per class, {counted bit: its index in the last registered layer} for the bits
+        #: the popcount takes a cycle early (see class_early)
+        self.class_early = [class_early(graph, self.register_after, c, counted, mapped)
+                            if early_bits else {}
+                            for c, counted in enumerate(self.class_counts)]
         # The last gate stage ends in the popcounts' level-0 register (fused), so it counts
         # as a gate stage and the popcount adds only its adder levels.
         self.gate_latency = len(self.register_after) + 1
         self.popcount_latency = max(
             (popcount_latency(len(c.bits), head_levels_per_stage, c.weights, c.offset,
                               tables=t, table_bits=table_bits, wires=self.class_wires(cls),
-                              full_adders=full_adders)
+                              full_adders=full_adders, early=tuple(self.class_early[cls]))
              - 1 for cls, (c, t) in enumerate(zip(self.class_counts, self.class_tables))
              if c.bits), default=0)
         self.argmax_latency = argmax_latency(graph.classes, head_levels_per_stage, split_compare)
@@ -483,9 +528,14 @@ class LogicNetCore(wiring.Component):
                                 invert=invert, width=self.score_width,
                                 tables=self.class_tables[c], table_bits=self.table_bits,
                                 wires=self.class_wires(c), full_adders=self.full_adders,
-                                carry_out_lut=self.carry_out_lut)
+                                carry_out_lut=self.carry_out_lut,
+                                early=tuple(self.class_early[c]))
             m.submodules[f"popcount{c}"] = popcount
             m.d.comb += popcount.bits.eq(Cat(previous[c * k + i] for i in counted.bits))
+            if popcount.early:  # from the last registered layer, before its register
+                before = self.layer_signals[max(self.register_after)]
+                m.d.comb += popcount.early_bits.eq(
+                    Cat(before[self.class_early[c][i]] for i in popcount.early))
             # Register stage i of the popcount holds the data of valid register
             # gate_latency + i (1-based); the taps are filled in with the valid pipe below.
             taps.append(popcount.stage_valid)

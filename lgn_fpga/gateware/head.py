@@ -96,6 +96,12 @@ class PopcountPlan:
     #: (i, j, l) bit indices summed by level-0 full adders (numbers up to 3), after the
     #: pairs in level 0's numbers.
     triples: tuple = ()
+    #: (i, j, l) bit indices that arrive a cycle early (:class:`Popcount`'s
+    #: ``early_bits``), summed by full adders in that cycle; then ``early_sums``: (x, y)
+    #: indices into ``early_triples`` (y = -1: the odd one waits a register), each summed in
+    #: the cycle of level 0. Their numbers (up to 6, or 3) follow the offset in level 0's.
+    early_triples: tuple = ()
+    early_sums: tuple = ()
 
     @property
     def top(self) -> int:
@@ -139,7 +145,7 @@ def _adder_levels(numbers: list, spares: int, late=()) -> tuple:
 
 def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = True,
                   tables: int = 0, table_bits: int = 10, wires=(),
-                  full_adders: bool = True) -> PopcountPlan:
+                  full_adders: bool = True, early=()) -> PopcountPlan:
     """The :class:`PopcountPlan` for ``n`` bits (``weights``: one positive int per bit, or
     ``None`` for all ones) plus a constant ``offset``, with up to ``tables`` groups of
     ``table_bits`` bits counted by lookup tables (consecutive unit-weight bits; at least two
@@ -162,6 +168,13 @@ def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = Tr
     plus the LUTs and flip-flops that wires add at level 0 (a pair: one per wire; a full
     adder: one per wire but one; a spare wire: its flip-flop).
 
+    ``early``: unit-weight bits that can also be had a cycle before the others (in the core,
+    class bits passed through from an input or an earlier register across the last gate
+    register, which would only copy them). They go three at a time through full adders in
+    that earlier cycle, and two full adders' counts are summed in the cycle of level 0, so
+    six bits take four LUTs and a three-bit adder instead of six copying flip-flops; the
+    bits left over (fewer than three) are counted with the others.
+
     Raises
     ------
     ValueError
@@ -173,6 +186,13 @@ def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = Tr
     if tables and table_bits < 2:
         raise ValueError("a lookup table counts at least 2 bits")
     units = [i for i in range(n) if weights[i] == 1]
+    early_units = [i for i in dict.fromkeys(early) if 0 <= i < n and weights[i] == 1]
+    early_units = early_units[:len(early_units) - len(early_units) % 3]
+    early_triples = tuple(tuple(early_units[t:t + 3]) for t in range(0, len(early_units), 3))
+    early_sums = tuple((t, t + 1 if t + 1 < len(early_triples) else -1)
+                       for t in range(0, len(early_triples), 2))
+    taken = frozenset(early_units)
+    units = [i for i in units if i not in taken]
     tables = max(0, min(tables, (len(units) - 2) // table_bits)) if table_bits >= 2 else 0
     groups = tuple(tuple(units[t * table_bits:(t + 1) * table_bits]) for t in range(tables))
     wires = frozenset(wires)
@@ -180,7 +200,7 @@ def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = Tr
     units = units[tables * table_bits:]
     weighted = tuple((i, weights[i]) for i in range(n) if weights[i] > 1)
     fixed = ([w for _, w in weighted] + [table_bits] * table_late.count(False)
-             + ([offset] if offset else []))
+             + ([offset] if offset else []) + [3 + 3 * (y >= 0) for _, y in early_sums])
     late = [table_bits] * table_late.count(True)
 
     def plan(p: int, triples=(), units=units) -> PopcountPlan:
@@ -192,7 +212,7 @@ def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = Tr
         numbers = [2] * p + [3] * len(triples) + [1] * len(singles) + fixed
         levels, maxima = _adder_levels(numbers, len(spares), late)
         return PopcountPlan(n, pairs, spares, singles, weighted, offset, levels, maxima,
-                            groups, table_late, tuple(triples))
+                            groups, table_late, tuple(triples), early_triples, early_sums)
 
     if not carry_ins:
         return plan(len(units) // 2)  # an odd bit out rides in as a carry-in
@@ -246,11 +266,12 @@ def plan_popcount(n: int, weights=None, offset: int = 0, *, carry_ins: bool = Tr
 
 def popcount_latency(n: int, levels_per_stage: int = 1, weights=None, offset: int = 0, *,
                      tables: int = 0, table_bits: int = 10, wires=(),
-                     full_adders: bool = True) -> int:
+                     full_adders: bool = True, early=()) -> int:
     """Cycles through a :class:`Popcount`: level 0 (always registered) plus the adder
     levels registered every ``levels_per_stage``."""
     plan = plan_popcount(n, weights, offset, tables=tables if levels_per_stage == 1 else 0,
-                         table_bits=table_bits, wires=wires, full_adders=full_adders)
+                         table_bits=table_bits, wires=wires, full_adders=full_adders,
+                         early=early)
     return 1 + _stages(len(plan.levels), levels_per_stage)
 
 
@@ -274,7 +295,7 @@ class Popcount(wiring.Component):
 
     def __init__(self, n: int, *, levels_per_stage: int = 1, weights=None, offset: int = 0,
                  invert: bool = False, width: int = 0, tables: int = 0, table_bits: int = 10,
-                 wires=(), full_adders: bool = True, carry_out_lut: bool = True):
+                 wires=(), full_adders: bool = True, carry_out_lut: bool = True, early=()):
         if n < 1:
             raise ValueError("a popcount needs at least one bit")
         if levels_per_stage < 1:
@@ -287,10 +308,14 @@ class Popcount(wiring.Component):
         self.plan = plan_popcount(n, weights, offset,
                                   tables=tables if levels_per_stage == 1 else 0,
                                   table_bits=table_bits, wires=wires,
-                                  full_adders=full_adders)
+                                  full_adders=full_adders, early=early)
         self.latency = 1 + _stages(len(self.plan.levels), levels_per_stage)
+        #: the bits ``early_bits`` carries, in its order (see :func:`plan_popcount`)
+        self.early = tuple(i for t in self.plan.early_triples for i in t)
         super().__init__({
             "bits": In(n),
+            # early_bits[k]: bit early[k], a cycle before `bits` has it
+            "early_bits": In(max(1, len(self.early))),
             # stage_valid[i]: the data in register stage i (0: level 0) is valid. Only used
             # to turn carry-outs into LUTs (see elaborate); all ones (the default) is exact.
             "stage_valid": In(self.latency, init=(1 << self.latency) - 1),
@@ -339,6 +364,25 @@ class Popcount(wiring.Component):
             m.d.comb += port.addr.eq(address)
         if plan.offset:
             numbers.append(Const(plan.offset, bits_for(plan.offset)))
+        early = []
+        for k, (x, y, z) in enumerate(plan.early_triples):
+            # a cycle early: a full adder, its sum and majority registered behind their LUTs
+            e = [self.early_bits[self.early.index(i)] for i in (x, y, z)]
+            s = Signal(2, name=f"efa{k}", reset_less=True)
+            m.d.sync += s.eq(Cat(e[0] ^ e[1] ^ e[2], (e[0] & e[1]) | (e[0] & e[2]) | (e[1] & e[2])))
+            early.append(s)
+        for k, (x, y) in enumerate(plan.early_sums):
+            # in the cycle of level 0: two early counts summed (a 3-bit carry chain)
+            s = Signal(3 if y >= 0 else 2, name=f"esum{k}", reset_less=True)
+            if y >= 0:
+                # each sum bit a function of the four input bits: three LUT4s, no carry
+                # chain (whose carry-out would want a flip-flop of its own on iCE40)
+                (x0, x1), (y0, y1) = early[x], early[y]
+                carry = x0 & y0
+                m.d.sync += s.eq(Cat(x0 ^ y0, x1 ^ y1 ^ carry, (x1 & y1) | ((x1 ^ y1) & carry)))
+            else:
+                m.d.sync += s.eq(early[x])
+            numbers.append(s)
         spares = []
         for k, i in enumerate(plan.spares):
             s = Signal(1, name=f"spare{k}", reset_less=True)
