@@ -44,8 +44,11 @@ def print_summary(report: dict, console: Console | None = None) -> None:
         ok = "[green]met[/green]" if timing["met"] else "[red]NOT met[/red]"
         table.add_row("Fmax", f"{timing['fmax_mhz']} MHz vs {timing['target_mhz']:g} MHz "
                       f"target: {ok}")
-    table.add_row("latency", f"{report['latency_cycles']} cycles "
-                  f"(pipeline {report['options']['pipeline']})")
+    options = report["options"]
+    shape = (f"registers from the LUT depth, {options['stage_luts']} LUT levels a stage"
+             if options.get("pipeline") == "auto" and options.get("stage_luts")
+             else f"pipeline {options['pipeline']}")
+    table.add_row("latency", f"{report['latency_cycles']} cycles ({shape})")
     if report.get("stages"):
         table.add_row("stages", "\n".join(_stage_text(st) for st in report["stages"]))
     else:
