@@ -37,6 +37,23 @@ def test_fit_estimate_refuses_a_huge_net_with_the_numbers(tmp_path):
     assert not (tmp_path / "out" / "top.bin").exists()
 
 
+def test_a_bist_top_whose_vectors_cannot_fit_says_so_and_points_to_the_uart_top(tmp_path):
+    # 784 inputs: a vector memory 784 bits wide takes 49 SB_RAM40_4K (16 bits wide at most)
+    # however few vectors it holds, so no --vectors helps; the build refuses before
+    # synthesis and says why (it used to reach place & route and fail there)
+    wide = tmp_path / "wide.npz"
+    gg.save(random_graph(inputs=784, layers=2, width=400, classes=10, seed=1), wide)
+    result = CliRunner().invoke(main, ["build", "--board", "icebreaker", "--top", "bist",
+                                       "--model", str(wide), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("lgn-fpga: error")]
+    assert len(lines) == 1, result.output
+    assert "--top uart" in lines[0] and "block RAMs" in lines[0]
+    assert "fewer --vectors" not in lines[0]
+    assert "the parallel core needs 5" in result.output  # the real reason: block RAMs
+    assert not (tmp_path / "out" / "top.bin").exists()
+
+
 def _digits():
     from lgn_fpga.net.optimize import optimize
 

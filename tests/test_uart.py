@@ -112,3 +112,37 @@ def test_divisor_follows_the_clock_and_refuses_impossible_rates():
         divisor_for(12e6, 6_000_000)
     with pytest.raises(UserError, match="% off"):
         divisor_for(12e6, 2_500_000)  # divisor 5 gives 2.4 Mbaud, 4% off
+
+
+@pytest.mark.parametrize("divisor", [5, 8, 13])
+def test_receiver_samples_every_bit_in_its_middle(divisor):
+    # Each data bit holds its value only in the middle of its time (a window of 3 cycles
+    # around cycle divisor // 2 of the bit, or 1 at divisor 5) and the opposite level
+    # elsewhere: only a receiver whose timer ticks exactly every `divisor` cycles from half
+    # a bit after the start edge reads the bytes. The start bit is low throughout, so the
+    # start edge is where the frame begins.
+    rx = UARTRx(divisor)
+    half = 0 if divisor < 7 else 1
+    got, errors = [], []
+
+    def levels(byte):
+        out = [0] * divisor
+        for bit in [(byte >> i) & 1 for i in range(8)]:
+            out += [bit if abs(k - divisor // 2) <= half else 1 - bit for k in range(divisor)]
+        return out + [1] * 2 * divisor
+
+    async def bench(ctx):
+        for byte in (0x00, 0xFF, 0x55, 0xAA, 0x0F, 0x96):
+            for level in levels(byte):
+                ctx.set(rx.rx, level)
+                await ctx.tick()
+                if ctx.get(rx.stb):
+                    got.append(ctx.get(rx.data))
+                if ctx.get(rx.error):
+                    errors.append(byte)
+
+    sim = Simulator(rx)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [0x00, 0xFF, 0x55, 0xAA, 0x0F, 0x96] and errors == []

@@ -33,11 +33,18 @@ from lgn_fpga.flow.fit import (  # noqa: F401  (re-exported: the fit estimate li
     LUTS_PER_LOGIC_GATE,
     UART_OVERHEAD_FFS,
     UART_OVERHEAD_LUTS,
+    bist_min_blocks,
     check_fit,
     estimate,
 )
 from lgn_fpga.flow.processes import popen_kwargs
-from lgn_fpga.flow.toolchain import ABC_FALLBACK, tool_env
+from lgn_fpga.flow.toolchain import (
+    FIRST_PNR_OPTS,
+    synth_script,
+    timing_driven,
+    tool_env,
+    write_fast_brams_map,
+)
 from lgn_fpga.net.analysis import wire_span
 from lgn_fpga.net.graph import GateGraph
 
@@ -158,7 +165,12 @@ def estimate_folded(graph: GateGraph, profile, *, top: str, lanes: int, vectors:
         extra_blocks += memory_blocks(profile.family, 8, -(-graph.inputs // 8)) or \
             -(-graph.inputs // block_bits)
     else:
-        vector_bits = vectors * (graph.inputs + graph.class_width + graph.classes * sw)
+        # The vectors and their answers, in whole blocks (a wide input takes many however
+        # few vectors there are), as for the parallel core.
+        from lgn_fpga.flow.fit import top_bram_blocks
+
+        extra_blocks += top_bram_blocks(graph, profile.family, top="bist", vectors=vectors,
+                                        score_width=sw)
         luts += UART_OVERHEAD_LUTS
         ffs += UART_OVERHEAD_FFS
 
@@ -191,6 +203,8 @@ def estimate_folded(graph: GateGraph, profile, *, top: str, lanes: int, vectors:
             "program_bits": plan.program_bits, "store_bits": plan.store_bits,
             "bram_blocks": blocks, "capacity_bram_blocks": profile.bram_blocks,
             "program_ram": program, "spram_blocks": sprams,
+            "bist_min_blocks": bist_min_blocks(graph, profile.family, top=top,
+                                               score_width=sw),
             "spram_needed": wide * deep, "capacity_spram_blocks": spram_cap,
             "inputs": inputs, "cycles_per_inference": plan.cycles_per_inference}
 
@@ -202,6 +216,24 @@ def fits(est: dict, margin: float = 1.0) -> bool:
             and est["ffs"] <= margin * est["capacity_ffs"]
             and est["bram_bits"] <= margin * est["capacity_bram_bits"]
             and est.get("spram_blocks", 0) <= est.get("capacity_spram_blocks", 0))
+
+
+def _over(est: dict, margin: float) -> str:
+    """What of ``est`` exceeds ``margin`` of the device, e.g. "~53 block RAMs, more than 90%
+    of 30" (the logic cells where nothing else does)."""
+    parts = []
+    if est["cells"] > margin * est["capacity_luts"] or est["luts"] > margin * est["capacity_luts"]:
+        parts.append(f"~{est['cells']} logic cells, more than {margin:.0%} of "
+                     f"{est['capacity_luts']}")
+    if est["ffs"] > margin * est["capacity_ffs"]:
+        parts.append(f"~{est['ffs']} flip-flops, more than {margin:.0%} of "
+                     f"{est['capacity_ffs']}")
+    if est["bram_bits"] > est["capacity_bram_bits"] \
+            or est.get("bram_blocks", 0) > est.get("capacity_bram_blocks", 1 << 30):
+        parts.append(f"{est.get('bram_blocks', '?')} block RAMs, "
+                     f"{est.get('capacity_bram_blocks', '?')} available")
+    return " and ".join(parts) or (f"~{est['cells']} logic cells, more than {margin:.0%} of "
+                                   f"{est['capacity_luts']}")
 
 
 def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top: str,
@@ -247,8 +279,7 @@ def choose_core(graph: GateGraph, profile, *, kind: str, lanes: int | None, top:
                f"layers (wire span {span:.2f}), which does not route in reasonable time "
                "(docs/routing.md); --core parallel builds it anyway")
     else:
-        why = (f"the parallel core needs ~{par['cells']} logic cells, more than "
-               f"{FIT_MARGIN:.0%} of {par['capacity_luts']}")
+        why = "the parallel core needs " + _over(par, FIT_MARGIN)
     if lanes is None:
         # The most lanes whose logic fits with margin and whose RAM fits (RAM is counted in
         # whole blocks, not estimated), preferring a program in block RAM, which needs no
@@ -284,13 +315,17 @@ def check_fit_folded(est: dict, profile) -> None:
             need.append(f"~{par['ffs']} FFs needed, {est['capacity_ffs']} available")
         parallel = f" ({est['logic_gates']} logic), parallel: {'; '.join(need)};"
     problems = []
-    if est["bram_bits"] > est["capacity_bram_bits"]:
+    vectors_alone = est.get("bist_min_blocks", 0)
+    if est["bram_bits"] > est["capacity_bram_bits"] \
+            or est["bram_blocks"] > est["capacity_bram_blocks"]:
         where = "value store" if est.get("program_ram") == "spram" else \
             "program and value store"
         problems.append(f"the {where} ({est['program_rows']} program rows, "
-                        f"{est['program_bits']} bits; {est['store_bits']} store bits) need "
-                        f"~{est['bram_blocks']} block RAMs, {est['capacity_bram_blocks']} "
-                        f"available")
+                        f"{est['program_bits']} bits; {est['store_bits']} store bits)"
+                        + (f" and the BIST vectors (at least {vectors_alone} block RAMs for "
+                           "one)" if vectors_alone else "")
+                        + f" need ~{est['bram_blocks']} block RAMs, "
+                        f"{est['capacity_bram_blocks']} available")
     if est.get("program_ram") == "spram" and est["spram_blocks"] > est["capacity_spram_blocks"]:
         problems.append(f"the program ({est['program_rows']} rows) needs "
                         f"{est['spram_blocks']} SPRAMs, {est['capacity_spram_blocks']} "
@@ -303,10 +338,14 @@ def check_fit_folded(est: dict, profile) -> None:
         problems.append(f"~{est['cells']} logic cells needed, {est['capacity_luts']} available")
     if est["ffs"] > est["capacity_ffs"]:
         problems.append(f"~{est['ffs']} FFs needed, {est['capacity_ffs']} available")
+    hint = ("use --top uart (the BIST top's vector memories alone need more block RAMs "
+            "than there are) or a bigger board"
+            if vectors_alone > est["capacity_bram_blocks"] else
+            "use a bigger board or a smaller net")
     raise UserError(
         f"the net does not fit {profile.name} ({profile.device}): {est['gates']} gates"
-        f"{parallel or ','} even folded ({est['lanes']} lane(s)): {'; '.join(problems)}; use "
-        f"a bigger board or a smaller net (--force builds anyway)")
+        f"{parallel or ','} even folded ({est['lanes']} lane(s)): {'; '.join(problems)}; "
+        f"{hint} (--force builds anyway)")
 
 
 # -- tool output --------------------------------------------------------------------------
@@ -460,6 +499,7 @@ _PROGRESS_LINES = (
      "placing (annealing) iteration {0}, wirelength {1}"),
     (re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|"),
      "routing iteration {0}, {1} arcs unrouted"),
+    (re.compile(r"Info: iter=(\d+) steplen="), "placing (static) iteration {0}"),
     (re.compile(r"iter=(\d+) wires=(\d+) overused=(\d+)"),
      "routing iteration {0}: {2} overused wires"),
     (re.compile(r"Max frequency for clock '[^']*': ([\d.]+) MHz"), "estimated Fmax {0} MHz"),
@@ -640,6 +680,12 @@ AUTO = 0
 #: tables reach Yosys as 4096 initial writes each, too slow to synthesize.
 TABLE_BITS = {"ice40": 10}
 
+#: Per family, whether the core puts a LUT between a carry-out and its flip-flop
+#: (``LogicNetCore(carry_out_lut=...)``): on the iCE40 the flip-flop then shares the LUT's
+#: logic cell; an ECP5 slice's flip-flop takes the carry-out directly, and the LUT was a
+#: quarter of the critical path of mnist400's core (1 of 4.1 ns at 243 MHz).
+CARRY_OUT_LUT = {"ice40": True, "ecp5": False}
+
 
 @dataclass(frozen=True)
 class CoreDesign:
@@ -649,17 +695,23 @@ class CoreDesign:
     from the mapped LUT depth, at most ``stage_luts`` LUT4 levels a stage, derived from the
     target clock and the family (:meth:`Profile.stage_luts
     <lgn_fpga.flow.profiles.Profile.stage_luts>`). ``popcount_tables`` block RAMs count
-    ``table_bits`` class bits each (:data:`TABLE_BITS`)."""
+    ``table_bits`` class bits each (:data:`TABLE_BITS`). ``carry_out_lut``: a LUT between
+    each carry-out and its flip-flop, which the iCE40's logic cell wants and the ECP5's
+    slice does not (:data:`CARRY_OUT_LUT`). ``early_bits``: class bits the last gate
+    register would only copy are counted a cycle early instead (``LogicNetCore``)."""
 
     pipeline: int = AUTO
     stage_luts: int = 2
     popcount_tables: int = 0
     table_bits: int = 10
+    carry_out_lut: bool = True
+    early_bits: bool = True
 
     def core_options(self) -> dict:
         """Keyword arguments of ``LogicNetCore`` (and of :func:`estimate`)."""
         return {"pipeline": self.pipeline, "stage_luts": self.stage_luts,
-                "popcount_tables": self.popcount_tables, "table_bits": self.table_bits}
+                "popcount_tables": self.popcount_tables, "table_bits": self.table_bits,
+                "carry_out_lut": self.carry_out_lut, "early_bits": self.early_bits}
 
     def report(self) -> dict:
         """What ``report.json``'s ``options`` and ``simulate --json`` say was chosen."""
@@ -713,7 +765,8 @@ def board_design(profile, graph: GateGraph | None = None, *, pipeline: int | Non
         free = profile.bram_blocks - top_bram_blocks(graph, profile.family, top=top,
                                                      vectors=vectors, score_width=score_width)
         tables = _usable_tables(graph, table_bits, free)
-    return CoreDesign(pipeline or AUTO, stage_luts, tables, table_bits)
+    return CoreDesign(pipeline or AUTO, stage_luts, tables, table_bits,
+                      CARRY_OUT_LUT.get(profile.family, True))
 
 
 def _usable_tables(graph: GateGraph, table_bits: int, most: int) -> int:
@@ -856,6 +909,16 @@ def _stage_list(times: dict, figures: dict, running: list, how: str = "ok") -> l
     return stages
 
 
+def _pnr_met(report: Path, clock_hz: float) -> bool:
+    """Whether nextpnr's ``report`` (its --report JSON) reaches ``clock_hz``; False when it
+    is missing or unreadable (the stage's own checks then say why)."""
+    try:
+        achieved, _ = fmax(json.loads(report.read_text()))
+    except (OSError, ValueError):
+        return False
+    return achieved is not None and achieved >= clock_hz / 1e6
+
+
 def _abc9_crashed(log: Path) -> bool:
     if not log.exists():
         return False
@@ -921,13 +984,13 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         graph, profile, kind=opts.core, lanes=opts.lanes, top=opts.top, design=shape,
         vectors=vectors, score_width=score_width, divisor=est_divisor, program=opts.program)
     if core_kind == "folded" and opts.top == "bist" and opts.vectors is None:
-        # The program and value store come first; the vectors get half of what is left.
-        per = graph.inputs + graph.class_width + graph.classes * score_width
-        left = est["capacity_bram_bits"] - (est["bram_bits"] - vectors * per)
-        vectors = max(1, min(vectors, max(0, left) // 2 // per))
-        est = estimate_folded(graph, profile, top=opts.top, lanes=lanes, vectors=vectors,
-                              score_width=score_width, divisor=est_divisor,
-                              program=est["program_ram"])
+        # The program and value store come first; the vectors get what is left, in whole
+        # blocks: halved until they fit (down to one vector, which check_fit_folded judges).
+        while vectors > 1 and est["bram_blocks"] > est["capacity_bram_blocks"]:
+            vectors = max(1, vectors // 2)
+            est = estimate_folded(graph, profile, top=opts.top, lanes=lanes, vectors=vectors,
+                                  score_width=score_width, divisor=est_divisor,
+                                  program=est["program_ram"])
     stage(f"core: {core_kind}" + (f", {lanes} lane(s)" if core_kind == "folded" else "")
           + f" ({core_why})", "note")
     if not opts.force:
@@ -1054,6 +1117,8 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         stage("elaborate", "start")
         platform = profile.make_platform()
         nextpnr_opts = f"--seed {opts.seed} --report nextpnr-report.json --timing-allow-fail"
+        if FIRST_PNR_OPTS.get(profile.family):  # wirelength-driven first; see its docstring
+            nextpnr_opts += " " + FIRST_PNR_OPTS[profile.family]
         try:
             plan = platform.prepare(design, "top", emit_src=False, nextpnr_opts=nextpnr_opts,
                                     script_after_read=PARTS_STAT)
@@ -1074,6 +1139,17 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         stage("elaborate", "done", times["elaborate"])
         running.clear()
 
+        # synth_<family> in parts: iCE40 block RAMs mapped with a faster copy of Yosys's own
+        # map (same netlist; toolchain.fast_ice40_brams_map says why)
+        amaranth_ys = (tmp / "top.ys").read_text()
+        brams_map = write_fast_brams_map(profile.family, env, tmp)
+        (tmp / "top.ys").write_text(synth_script(profile.family, amaranth_ys,
+                                                 brams_map=brams_map))
+        report["flow"] = {"ice40_brams_map": brams_map and "lgn-fpga (fast, same netlist)",
+                          "nextpnr_opts": nextpnr_opts,
+                          "placement": (f"wirelength-driven ({FIRST_PNR_OPTS[profile.family]})"
+                                        if FIRST_PNR_OPTS.get(profile.family)
+                                        else "timing-driven")}
         preamble, commands = script_stages((tmp / "build_top.sh").read_text())
         logs_of = {"synth": tmp / "top.rpt", "place & route": tmp / "top.tim"}
         for name, cmd in commands:
@@ -1088,14 +1164,23 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
                 # Yosys 0.70's ABC9 step trips internal assertions on some designs
                 # (ABC_OPS_REINTEGRATE), and synth_ecp5 has no switch to avoid ABC9: run the
                 # script up to the LUT mapping, map with classic ABC, then finish it.
-                ys = tmp / "top.ys"
-                synth = f"synth_{profile.family}"
-                ys.write_text(re.sub(synth + r" (.*)-top top", ABC_FALLBACK[profile.family],
-                                     ys.read_text()))
+                (tmp / "top.ys").write_text(synth_script(profile.family, amaranth_ys,
+                                                         brams_map=brams_map,
+                                                         classic_abc=True))
                 report.setdefault("warnings", []).append(
                     "Yosys ABC9 crashed on this design; LUTs mapped with classic ABC instead")
                 stage("Yosys ABC9 crashed; retrying synth with classic ABC", "note", None)
                 proc = _run_stage(preamble + "\n" + cmd, tmp, env, **watched)
+            retry = timing_driven(cmd, profile.family) if name == "place & route" else None
+            if retry is not None and (proc.returncode != 0 or not _pnr_met(
+                    tmp / "nextpnr-report.json", clock_hz)):
+                # The quick first try failed or missed the clock: place and route again the
+                # way nextpnr does by default (HeAP, timing-driven).
+                why = "failed" if proc.returncode != 0 else "missed the clock"
+                stage(f"the first place & route {why}; placing again, timing-driven", "note",
+                      None)
+                report["flow"]["placement"] = f"timing-driven (the first try {why})"
+                proc = _run_stage(preamble + "\n" + retry, tmp, env, **watched)
             times[name] = time.monotonic() - t
             running.clear()
             figures[name] = _stage_figures(name, tmp, profile, bitstream_name)

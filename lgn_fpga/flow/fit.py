@@ -316,7 +316,18 @@ def estimate(graph: GateGraph, profile, *, top: str, pipeline: int | None = 0,
             "bram_blocks": blocks, "popcount_tables": core["tables"], "top": top,
             "capacity_luts": profile.luts, "capacity_ffs": profile.ffs,
             "capacity_bram_bits": profile.bram_bits,
-            "capacity_bram_blocks": profile.bram_blocks}
+            "capacity_bram_blocks": profile.bram_blocks,
+            "bist_min_blocks": bist_min_blocks(graph, profile.family, top=top,
+                                               score_width=sw)}
+
+
+def bist_min_blocks(graph: GateGraph, family: str, *, top: str,
+                    score_width: int | None = None) -> int:
+    """Block RAMs the BIST top's vector memories take for a single vector (0 for the UART
+    top): a block RAM is at most 16 bits wide on iCE40 (36 on ECP5), so a wide input takes
+    many blocks however few vectors it holds, and fewer ``--vectors`` cannot help."""
+    return top_bram_blocks(graph, family, top=top, vectors=1, score_width=score_width) \
+        if top == "bist" else 0
 
 
 def check_fit(est: dict, profile) -> None:
@@ -343,9 +354,15 @@ def check_fit(est: dict, profile) -> None:
         problems.append(f"{est['bram_bits']} block RAM bits needed, "
                         f"{est['capacity_bram_bits']} available")
     if problems:
+        # --vectors only sizes the BIST top's block RAM: never suggest it for the UART top,
+        # nor where a single vector's memories already take more blocks than there are
+        hopeless = est.get("bist_min_blocks", 0) > est.get("capacity_bram_blocks", 1 << 30)
         raise UserError(
             f"the net does not fit {profile.name} ({profile.device}): {est['gates']} gates "
-            f"({est['logic_gates']} logic), {'; '.join(problems)}; use a bigger board"
-            # --vectors only sizes the BIST top's block RAM: never suggest it for the UART top
-            f"{', a smaller net or fewer --vectors' if bist else ' or a smaller net'}"
-            f" (--force builds anyway)")
+            f"({est['logic_gates']} logic), {'; '.join(problems)}; "
+            + (f"the BIST top's vector memories take {est['bist_min_blocks']} block RAMs "
+               f"even for one vector ({est['capacity_bram_blocks']} available): use --top "
+               "uart or a bigger board" if bist and hopeless else
+               "use a bigger board"
+               + (", a smaller net or fewer --vectors" if bist else " or a smaller net"))
+            + " (--force builds anyway)")

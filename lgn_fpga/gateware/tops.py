@@ -20,11 +20,11 @@ from amaranth.hdl import (
     Const,
     Elaboratable,
     Module,
+    Mux,
     Signal,
     Value,
 )
 from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -88,6 +88,43 @@ def _make_core(graph: GateGraph, pipeline: int | None, core, core_options: dict 
                                   **(core_options or {})})
 
 
+def _result_fifo(m: Module, data, w_en, r_en):
+    """A FIFO of :data:`RESULT_FIFO_DEPTH` results in block RAM, read straight from the
+    RAM's own output register (``r_data`` is the head a cycle after it moves; the caller
+    reads it later): (``r_rdy``, ``r_data``, ``popped``). For 100 MHz and fewer cells than
+    ``SyncFIFOBuffered`` (whose output register's enable, a global net, and level logic
+    were on the critical path): no output register, and ``r_rdy`` and the full flag are
+    registers compared from the pointers, so they lag them by a cycle: the caller must not
+    read ``r_rdy`` in the cycle after a pop (``popped``), and a result that arrives within
+    a cycle of a pop from a full FIFO is dropped, like one that arrives when it is full
+    (results come at most one per request frame)."""
+    depth = RESULT_FIFO_DEPTH
+    # An asynchronous read port and a register without reset, which Yosys merges into the
+    # RAM's read port with `no_rw_check`: a synchronous read port (whose old-data-on-
+    # collision Amaranth asks for) got a flip-flop and a LUT per bit after the RAM to
+    # give the old data when a write and a read meet at one address (iCE40 block RAM
+    # leaves that undefined), 89 cells for mnist400's results, on a critical path. The
+    # pointers never let them meet (an entry is read a cycle after it was written at the
+    # earliest).
+    mem = Memory(shape=len(data), depth=depth, init=[],
+                 attrs={"ram_style": "block", "no_rw_check": 1})
+    m.submodules.results = mem
+    wr, rd = mem.write_port(), mem.read_port(domain="comb")
+    r_data = Signal(len(data), reset_less=True)
+    m.d.sync += r_data.eq(rd.data)
+    w_ptr, r_ptr = Signal(range(2 * depth)), Signal(range(2 * depth))
+    r_rdy, full, popped = Signal(), Signal(), Signal()
+    m.d.comb += [wr.addr.eq(w_ptr[:-1]), wr.data.eq(data), wr.en.eq(w_en & ~full),
+                 rd.addr.eq(r_ptr[:-1])]
+    with m.If(wr.en):
+        m.d.sync += w_ptr.eq(w_ptr + 1)
+    with m.If(r_en):
+        m.d.sync += r_ptr.eq(r_ptr + 1)
+    m.d.sync += [r_rdy.eq(w_ptr != r_ptr), full.eq((w_ptr ^ r_ptr) == depth),
+                 popped.eq(r_en)]
+    return r_rdy, r_data, popped
+
+
 def _pad(value, width: int):
     """``value`` zero-extended (or cut) to ``width`` bits."""
     return value.as_unsigned()[:width] if len(value) >= width else \
@@ -121,7 +158,8 @@ class UartTop(wiring.Component):
                  pipeline: int | None = None, model_hash: str | None = None,
                  timeout: int | None = None, core=None, core_options: dict | None = None):
         self.graph = graph
-        self.core = _make_core(graph, pipeline, core, core_options)
+        # One request per frame: the scores need no delay line as long as the argmax.
+        self.core = _make_core(graph, pipeline, core, {"scores": "held", **(core_options or {})})
         self.divisor = divisor
         self.clock_hz = int(clock_hz)
         self.layout = p.PayloadLayout(graph.inputs, graph.classes, self.core.score_width)
@@ -224,6 +262,7 @@ class UartTop(wiring.Component):
         result = Cat(seq, _pad(core.out_class, 8 * layout.class_bytes),
                      *_scores_bytes(core, layout))
         r_en = Signal()
+        popped = Const(0, 1)
         if direct:
             r_rdy, r_data = result_pending, result
             with m.If(core.out_valid):
@@ -231,11 +270,7 @@ class UartTop(wiring.Component):
             with m.Elif(r_en):
                 m.d.sync += result_pending.eq(0)
         else:
-            m.submodules.results = results = SyncFIFOBuffered(width=len(result),
-                                                              depth=RESULT_FIFO_DEPTH)
-            m.d.comb += [results.w_data.eq(result), results.w_en.eq(core.out_valid),
-                         results.r_en.eq(r_en)]
-            r_rdy, r_data = results.r_rdy, results.r_data
+            r_rdy, r_data, popped = _result_fifo(m, result, core.out_valid, r_en)
 
         info_pending = Signal()
         error_pending = Signal()
@@ -245,27 +280,41 @@ class UartTop(wiring.Component):
         source = Signal(range(3))  # 0: result (FIFO head), 1: INFO, 2: ERROR
         info_bytes = p.encode_info(self.info)
         error_bytes = Cat(Const(p.ERR_CRC, 8), error_kind)
-        # The byte the sender asks for is picked in two registered steps, the 4-byte group
-        # (and the source) a cycle after its index, then the byte from the group: the sender
-        # reads it once per UART byte, at least 10 bit times after the index moved (the
-        # source and the FIFO head hold still while it is busy), so it is always up to date;
-        # and no byte multiplexer sits in front of the CRC and the transmitter, or is too
-        # deep for a cycle (index -> 12-byte mux -> CRC -> tx took 26 ns: the critical path
-        # of the UART top at 100 MHz on the UP5K).
-        def group(value):
-            padded = Cat(value, Const(0, -len(value) % 32))
-            return padded.word_select(send.index[2:], 32)
-
-        picked = Signal(32)
-        with m.Switch(source):
-            with m.Case(0):
-                m.d.sync += picked.eq(group(r_data))
-            with m.Case(1):
-                m.d.sync += picked.eq(group(
-                    Const(int.from_bytes(info_bytes, "little"), 8 * len(info_bytes))))
-            with m.Default():
-                m.d.sync += picked.eq(group(error_bytes))
-        m.d.sync += send.byte.eq(picked.word_select(send.index[:2], 8))
+        # The byte the sender asks for is picked in registered steps: the 4-byte group of
+        # the result (`group`, by index[2:]) and, beside it, the INFO or ERROR byte (`aux`,
+        # a function of the index, the source and error_kind); then the byte, from the
+        # group by index[:2] or from `aux`. Each step is at most two LUTs deep (index ->
+        # 12-byte mux -> CRC -> tx took 26 ns, and a step picking groups of all three
+        # sources at once three LUTs plus routing: the critical paths of the UART top at
+        # 100 MHz on the UP5K). The sender reads the byte once per UART byte, at least 10
+        # bit times after the index moved (the source and the FIFO head hold still while it
+        # is busy), so it is always up to date.
+        padded = Cat(r_data, Const(0, -len(r_data) % 32))
+        # The group is picked by one-hot selects registered a cycle ahead from the index
+        # (it moves once per UART byte): an AND-OR of the RAM's outputs, two LUTs deep for
+        # up to three groups.
+        words = [padded[32 * g:32 * (g + 1)] for g in range(len(padded) // 32)]
+        select = Signal(len(words))
+        m.d.sync += [select[g].eq(send.index[2:] == g) for g in range(len(words))]
+        group = Signal(32, reset_less=True)
+        picked_word = 0
+        for g, word in enumerate(words):
+            picked_word = picked_word | (word & select[g].replicate(32))
+        m.d.sync += group.eq(picked_word)
+        # The INFO byte is looked up a cycle ahead (`info_byte`, a function of 5 index bits).
+        info_byte = Signal(8)
+        # Each bit as a truth table over the index (Yosys turned the byte lookup into a ROM
+        # of flip-flops and three LUT levels): a mux tree ABC maps to two.
+        ibits = min(len(send.index), max(1, (len(info_bytes) - 1).bit_length()))
+        for bit in range(8):
+            table = sum(((info_bytes[i] >> bit) & 1) << i
+                        for i in range(min(len(info_bytes), 1 << ibits)))
+            m.d.sync += info_byte[bit].eq(Const(table, 1 << ibits).bit_select(
+                send.index[:ibits], 1))
+        aux = Signal(8)
+        m.d.sync += aux.eq(Mux(source == 1, info_byte,
+                               error_bytes.word_select(send.index[:1], 8)))
+        m.d.sync += send.byte.eq(Mux(source == 0, group.word_select(send.index[:2], 8), aux))
         with m.If(send.done & (source == 0)):
             m.d.comb += r_en.eq(1)
 
@@ -277,17 +326,28 @@ class UartTop(wiring.Component):
         launch_len = Signal(16)
         m.d.comb += [send.start.eq(launch), send.kind.eq(launch_kind),
                      send.length.eq(launch_len)]
-        m.d.sync += launch.eq(0)
-        with m.If(~send.busy & ~send.done & ~launch):
+        # `idle` (a register) says the sender is free and no launch, `done` or pop (after
+        # which the FIFO's `r_rdy` is a cycle late: `popped`) was in the cycle before; a
+        # launch this cycle is caught by `~launch`. So the choice reads flip-flops through
+        # two LUTs at most (for 100 MHz).
+        idle = Signal()
+        m.d.sync += idle.eq(~send.busy & ~send.done & ~launch & ~popped)
+        free = idle & ~launch
+        m.d.sync += launch.eq(free & (error_pending | info_pending | r_rdy))
+        # The choice is loaded whenever `free` (a result when nothing else is pending,
+        # whether or not one is ready: it is only read once launched, and holds still
+        # while a frame is out), so its enable is one LUT and its value a function of the
+        # two pending flags.
+        with m.If(free):
             with m.If(error_pending):
-                m.d.sync += [launch.eq(1), launch_kind.eq(p.RSP_ERROR),
-                             launch_len.eq(p.ERROR_LEN), error_pending.eq(0), source.eq(2)]
+                m.d.sync += [launch_kind.eq(p.RSP_ERROR), launch_len.eq(p.ERROR_LEN),
+                             error_pending.eq(0), source.eq(2)]
             with m.Elif(info_pending):
-                m.d.sync += [launch.eq(1), launch_kind.eq(p.RSP_INFO),
-                             launch_len.eq(p.INFO_LEN), info_pending.eq(0), source.eq(1)]
-            with m.Elif(r_rdy):
-                m.d.sync += [launch.eq(1), launch_kind.eq(p.RSP_RESULT),
-                             launch_len.eq(layout.result_len), source.eq(0)]
+                m.d.sync += [launch_kind.eq(p.RSP_INFO), launch_len.eq(p.INFO_LEN),
+                             info_pending.eq(0), source.eq(1)]
+            with m.Else():
+                m.d.sync += [launch_kind.eq(p.RSP_RESULT), launch_len.eq(layout.result_len),
+                             source.eq(0)]
         # After the clears above, so a request arriving as its predecessor's answer starts
         # is not lost (the last assignment wins).
         with m.If(recv.info):

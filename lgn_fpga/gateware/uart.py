@@ -2,7 +2,7 @@
 the logic actually runs at (after any PLL), never from the board's crystal alone."""
 
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -44,59 +44,44 @@ class UARTRx(wiring.Component):
         # The pin is asynchronous to our clock: synchronise before looking at it.
         m.submodules.sync = FFSynchronizer(self.rx, rx, init=1)
 
-        # For 100 MHz: each counter reloads one constant only and has no reset (it is loaded
-        # before it is read), so Yosys loads it through the flip-flops' synchronous set/reset
-        # pins and the adder's sum LUT feeds the flip-flop directly; `tick`/`half_tick` are
-        # `timer == 0`/`half == 0` kept in registers. The first wait, from the start edge to
-        # the middle of data bit 0, is half a bit (`half`) and then a bit (`timer`).
-        timer = Signal(range(self.divisor), reset_less=True)
-        tick = Signal(reset_less=True)
+        # For 100 MHz every decision reads flip-flops only, through one or two LUTs. One
+        # timer makes all the waits: while idle it holds `start` (loaded every cycle), so
+        # the first tick, half a bit and a bit after the start edge, is the middle of data
+        # bit 0. It counts down past 0, and its sign bit (the carry chain's end) is the tick
+        # itself, no comparison; at a tick (-1) it adds `divisor - 1` instead of -1, so each
+        # tick is `divisor` clocks after the last with the idle load the only constant it
+        # takes: one synchronous set/reset net (`idle`, a flip-flop) for all its flip-flops
+        # and one unbroken carry chain (two loaded constants split it across logic tiles).
+        # Ticks 1..8 sample the data bits (`shreg` shifts on every tick), tick 9
+        # (`bits[3]`) the stop bit.
         half_bit = self.divisor // 2 - 1
-        half = Signal(range(half_bit + 1), reset_less=True)
-        half_tick = Signal(reset_less=True)
-        bits = Signal(range(9), reset_less=True)
+        start = half_bit + self.divisor - 1  # ticks `start + 1` cycles after it is loaded
+        timer = Signal(start.bit_length() + 1, reset_less=True)
+        tick = timer[-1]
+        idle = Signal(init=1)
+        brk = Signal()  # a stop bit was low: wait for the line to go high before hunting
+        bits = Signal(4, reset_less=True)
         shreg = Signal(8, reset_less=True)
-        m.d.sync += [self.stb.eq(0), self.error.eq(0)]
+        stop = bits[3]
 
-        def reload():
-            m.d.sync += [timer.eq(self.divisor - 1), tick.eq(self.divisor - 1 == 0)]
+        with m.If(idle):
+            m.d.sync += [timer.eq(start), bits.eq(0)]
+        with m.Else():
+            m.d.sync += timer.eq(timer + Mux(tick, self.divisor - 1, -1))
+            with m.If(tick):
+                m.d.sync += [bits.eq(bits + 1), shreg.eq(Cat(shreg[1:], rx))]
 
-        def count_down():
-            m.d.sync += [timer.eq(timer - 1), tick.eq(timer == 1)]
-
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(~rx):
-                    m.d.sync += [half.eq(half_bit), half_tick.eq(half_bit == 0), bits.eq(0)]
-                    m.next = "HALF"
-            with m.State("HALF"):
-                with m.If(half_tick):
-                    reload()
-                    m.next = "DATA"
-                with m.Else():
-                    m.d.sync += [half.eq(half - 1), half_tick.eq(half == 1)]
-            with m.State("DATA"):
-                with m.If(tick):
-                    m.d.sync += [shreg.eq(Cat(shreg[1:], rx)), bits.eq(bits + 1)]
-                    reload()
-                    with m.If(bits == 7):
-                        m.next = "STOP"
-                with m.Else():
-                    count_down()
-            with m.State("STOP"):
-                with m.If(tick):
-                    with m.If(rx):
-                        m.d.sync += [self.data.eq(shreg), self.stb.eq(1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += self.error.eq(1)
-                        m.next = "BREAK"
-                with m.Else():
-                    count_down()
-            with m.State("BREAK"):
-                # Wait for the line to return high before hunting for the next start bit.
+        m.d.sync += [self.stb.eq(tick & stop & rx), self.error.eq(tick & stop & ~rx)]
+        with m.If(tick & stop & rx):
+            m.d.sync += self.data.eq(shreg)
+        with m.If(idle):
+            with m.If(brk):
                 with m.If(rx):
-                    m.next = "IDLE"
+                    m.d.sync += brk.eq(0)
+            with m.Elif(~rx):
+                m.d.sync += idle.eq(0)
+        with m.Elif(tick & stop):
+            m.d.sync += [idle.eq(1), brk.eq(~rx)]
         return m
 
 
@@ -109,34 +94,36 @@ class UARTTx(wiring.Component):
     ready: Out(1)
 
     def __init__(self, divisor: int):
-        if divisor < 1:
-            raise ValueError("divisor must be at least 1")
+        if divisor < 2:
+            raise ValueError("divisor must be at least 2")
         self.divisor = divisor
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
-        # As in UARTRx: the counters reload one constant and have no reset (they are loaded
-        # before they are read), and `ready` (bits == 0) and `tick` (timer == 0) are kept in
-        # registers, set as bits and timer change (for 100 MHz).
-        timer = Signal(range(self.divisor), reset_less=True)
+        # As in UARTRx: the timer counts down past 0 and its sign bit is the tick; it holds
+        # `divisor - 2` while idle (`ready`, its synchronous set/reset), so the first tick
+        # is a bit after the start bit begins, and at each tick it adds `divisor - 1`.
+        # `ready` is a register (for 100 MHz).
+        period = self.divisor - 2
+        timer = Signal(max(1, period.bit_length()) + 1, reset_less=True)
+        tick = timer[-1]
         shreg = Signal(10, reset_less=True)
         bits = Signal(range(11), reset_less=True)
         ready = Signal(init=1)
-        tick = Signal(reset_less=True)
-        reload = int(self.divisor - 1 == 0)
         m.d.comb += self.ready.eq(ready)
 
         with m.If(ready):
+            m.d.sync += timer.eq(period)
             with m.If(self.stb):
                 # start bit, 8 data bits LSB first, stop bit
                 m.d.sync += [shreg.eq(Cat(0, self.data, 1)), bits.eq(10), ready.eq(0),
-                             timer.eq(self.divisor - 1), tick.eq(reload), self.tx.eq(0)]
-        with m.Elif(tick):
-            m.d.sync += [timer.eq(self.divisor - 1), tick.eq(reload), bits.eq(bits - 1),
-                         ready.eq(bits == 1)]
-            with m.If(bits > 1):
-                m.d.sync += [self.tx.eq(shreg[1]), shreg.eq(shreg >> 1)]
+                             self.tx.eq(0)]
         with m.Else():
-            m.d.sync += [timer.eq(timer - 1), tick.eq(timer == 1)]
+            m.d.sync += timer.eq(timer + Mux(tick, self.divisor - 1, -1))
+            with m.If(tick):
+                # Shifting in ones, so that the last tick (the stop bit's end) keeps the
+                # line high without a `bits > 1` test in front of the enables.
+                m.d.sync += [bits.eq(bits - 1), ready.eq(bits == 1), self.tx.eq(shreg[1]),
+                             shreg.eq(Cat(shreg[1:], 1))]
         return m
