@@ -63,10 +63,16 @@ def _feed(receiver, stream, gaps):
     events = []
 
     async def bench(ctx):
-        for byte, gap in zip(stream, gaps):
-            ctx.set(receiver.rx_data, byte)
+        # Each byte goes on rx_data the cycle before its strobe (in the last idle cycle after
+        # the previous byte's), as the UART receiver gives it; gaps are at least 2 cycles.
+        ctx.set(receiver.rx_data, stream[0])
+        await ctx.tick()
+        for i, gap in enumerate(gaps):
+            assert gap >= 2
             ctx.set(receiver.rx_stb, 1)
-            for _ in range(1 + gap):
+            for j in range(1 + gap):
+                if j == gap and i + 1 < len(stream):
+                    ctx.set(receiver.rx_data, stream[i + 1])
                 await ctx.tick()
                 ctx.set(receiver.rx_stb, 0)
                 if ctx.get(receiver.infer):

@@ -33,6 +33,33 @@ def test_receiver_decodes_every_byte_value(divisor):
     assert got == list(range(256))
 
 
+@pytest.mark.parametrize("divisor", [4, 7])
+def test_receiver_data_leads_and_outlasts_its_strobe(divisor):
+    """The frame receiver compares ``data`` a cycle before ``stb`` and reads it a cycle after:
+    each byte must be on ``data`` then too."""
+    rx = UARTRx(divisor)
+    seen = []
+
+    async def bench(ctx):
+        history = []
+        for byte in (0x00, 0xFF, 0xA5, 0x5A, 0x01):
+            for level in line_bits(byte, divisor) + [1] * 2:
+                ctx.set(rx.rx, level)
+                await ctx.tick()
+                history.append(ctx.get(rx.data))
+                if len(history) >= 3 and seen and seen[-1][1] is None:
+                    seen[-1] = (seen[-1][0], history[-1])  # the cycle after the strobe
+                if ctx.get(rx.stb):
+                    seen.append(((history[-2], history[-1]), None))
+
+    sim = Simulator(rx)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert [(before, at, after) for (before, at), after in seen] == [
+        (b, b, b) for b in (0x00, 0xFF, 0xA5, 0x5A, 0x01)]
+
+
 def test_receiver_drops_a_byte_whose_stop_bit_is_low_and_recovers():
     rx = UARTRx(4)
     got, errors = [], []

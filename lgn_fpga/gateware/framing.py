@@ -3,7 +3,7 @@ for both sides): the CRC network, the request parser and the response sender."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,6 +35,25 @@ def crc8_gateware(crc, byte):
     return Cat(*bits)
 
 
+def kept_eq(m: Module, a, b, name: str, *, registered: bool = False):
+    """``a == b`` (``b`` a value or an int) as an AND of equalities of 4-bit slices (2-bit
+    slices against a value), each a LUT of its own: kept wires (two LUT levels up to 16
+    input bits), or with ``registered`` flip-flops (one LUT each side; the AND then
+    compares the value of a cycle before). ABC otherwise shares parts between comparisons
+    of one byte and maps some of them three LUTs deep, the critical paths of the UART top
+    at 100 MHz on the UP5K."""
+    a = Value.cast(a)
+    step = 4 if isinstance(b, int) else 2
+    parts = []
+    for i in range(0, len(a), step):
+        part = Signal(name=f"{name}_eq{i // step}",
+                      **({} if registered else {"attrs": {"keep": 1}}))
+        want = (b >> i) & ((1 << step) - 1) if isinstance(b, int) else Value.cast(b)[i:i + step]
+        (m.d.sync if registered else m.d.comb).__iadd__(part.eq(a[i:i + step] == want))
+        parts.append(part)
+    return Cat(*parts).all()
+
+
 class FrameReceiver(wiring.Component):
     """Parses request frames from a byte stream (``rx_data``/``rx_stb``).
 
@@ -44,8 +63,10 @@ class FrameReceiver(wiring.Component):
     half-received frame. Each payload byte also strobes ``pay_stb`` (the byte is
     ``rx_data``, its index ``pay_index``), before the CRC is checked; with ``store=False``
     ``payload`` is not kept (a top that writes the bytes into RAM saves the register).
-    ``rx_data`` must hold still between strobes, which come at least 3 cycles apart (as a
-    UART's do); ``payload`` takes each byte a cycle after its ``pay_stb``."""
+    ``rx_data`` must hold each byte from the cycle before its strobe to the cycle after it
+    (as :class:`~lgn_fpga.gateware.uart.UARTRx`'s ``data`` does), and strobes come at least
+    3 cycles apart (as a UART's do); ``payload`` takes each byte a cycle after its
+    ``pay_stb``."""
 
     def __init__(self, layout: PayloadLayout, *, timeout: int, store: bool = True):
         self.layout = layout
@@ -73,46 +94,59 @@ class FrameReceiver(wiring.Component):
         crc = Signal(8)
         # The FSM looks at each byte a cycle after it arrives: `stb` and `byte` are
         # registered copies of rx_stb and rx_data, and the comparisons it makes on the byte
-        # are registered beside them (rx_data holds still between bytes, and the CRC, the
-        # length's low byte and the kind they read were set by earlier bytes), so no
-        # comparison sits in front of the FSM and the payload's enables (for 100 MHz). The
-        # length check is split in the same way: `lo_ok[k]` (the low byte read is kind k's,
-        # and the frame is of kind k) is registered from registers, and at the high byte
-        # `go_pay`/`go_crc` say whether a payload or the CRC follows (neither: garbage).
-        # So bytes must come at least 3 cycles apart (a UART's: 10 bit times).
+        # are registered beside them, in two steps: 4-bit slices of the byte against the
+        # constants and 2-bit slices against the CRC, from rx_data and the CRC alone, a
+        # cycle before the strobe (rx_data holds the byte from the cycle before it), then
+        # the slices together and against the frame's registers (`is_sync`, `known`,
+        # `go_pay`, `go_crc`, `len_one`, `crc_ok`), so no comparison sits in front of the FSM
+        # and the payload's enables, and each step reads flip-flops through one LUT (for
+        # 100 MHz). The length check is split in the same way: `lo_ok[k]` (the low byte
+        # read is kind k's, and the frame is of kind k) is registered from registers, and at
+        # the high byte `go_pay`/`go_crc` say whether a payload or the CRC follows (neither:
+        # garbage). So bytes must come at least 3 cycles apart (a UART's: 10 bit times).
         stb = Signal()
         byte = Signal(8)
         rx = self.rx_data
-        is_sync, known, go_pay, go_crc, len_one, crc_ok = (Signal(name=n) for n in (
-            "is_sync", "known", "go_pay", "go_crc", "len_one", "crc_ok"))
+        is_sync, known, go_pay, go_crc, len_one, lo_one, crc_ok = (
+            Signal(name=n) for n in ("is_sync", "known", "go_pay", "go_crc", "len_one",
+                                     "lo_one", "crc_ok"))
         kinds = list(lengths)
         is_kind = Signal(len(kinds))  # the byte is kind k
         of_kind = Signal(len(kinds))  # the frame is of kind k (set at TYPE)
         lo_ok = Signal(len(kinds))
-        m.d.sync += [lo_ok[i].eq(of_kind[i] & (length[:8] == (n & 0xFF)))
+        m.d.sync += [lo_ok[i].eq(of_kind[i] & kept_eq(m, length[:8], n & 0xFF, f"lo{i}"))
                      for i, n in enumerate(lengths.values())]
-        hi_ok = [lo_ok[i] & (rx == n >> 8) for i, n in enumerate(lengths.values())]
-        m.d.sync += [stb.eq(self.rx_stb), byte.eq(rx), is_sync.eq(rx == SYNC),
-                     is_kind.eq(Cat(rx == kind for kind in kinds)),
-                     known.eq(Cat(rx == kind for kind in kinds).any()),
+        # First step: slices of the byte against the constants and the CRC, in registers.
+        sync_eq = kept_eq(m, rx, SYNC, "sync", registered=True)
+        kind_eq = [kept_eq(m, rx, kind, f"kind{i}", registered=True)
+                   for i, kind in enumerate(kinds)]
+        highs = sorted({n >> 8 for n in lengths.values()})
+        high_eq = [kept_eq(m, rx, h, f"high{i}", registered=True) for i, h in enumerate(highs)]
+        zero_eq = kept_eq(m, rx, 0, "zero", registered=True)
+        crc_eq = kept_eq(m, rx, crc, "crc", registered=True)
+        hi_ok = [lo_ok[i] & high_eq[highs.index(n >> 8)] for i, n in enumerate(lengths.values())]
+        # Second step: those slices together, and against the frame's registers.
+        m.d.sync += [stb.eq(self.rx_stb), byte.eq(rx), is_sync.eq(sync_eq),
+                     is_kind.eq(Cat(*kind_eq)), known.eq(Cat(*kind_eq).any()),
                      go_pay.eq(Cat(ok for ok, n in zip(hi_ok, lengths.values()) if n).any()),
                      go_crc.eq(Cat(ok for ok, n in zip(hi_ok, lengths.values())
                                    if not n).any()),
-                     len_one.eq(Cat(length[:8], rx) == 1), crc_ok.eq(rx == crc)]
+                     lo_one.eq(kept_eq(m, length[:8], 1, "lo_one")),
+                     len_one.eq(lo_one & zero_eq), crc_ok.eq(crc_eq)]
 
         # The idle timeout, for 100 MHz: a down-counter of units of 2**k cycles (k keeps it
-        # at most 12 bits; a free-running prescaler marks the units), loaded with one
+        # at most 8 bits; a free-running prescaler marks the units), loaded with one
         # constant at each byte and without a reset, so its adder feeds its flip-flops
         # directly; it counts past 0 and its sign bit is `expired`. A frame is dropped after
         # `timeout` to `timeout + 2**k` cycles without a byte.
-        k = max(0, self.timeout.bit_length() - 12)
+        k = max(0, self.timeout.bit_length() - 8)
         units = -(-self.timeout // (1 << k)) + (1 if k else 0)
         idle = Signal(units.bit_length() + 1, reset_less=True)
         expired = idle[-1]
         unit = Signal(init=1)
         if k:
             pre = Signal(k, reset_less=True)
-            m.d.sync += [pre.eq(pre + 1), unit.eq(pre == (1 << k) - 2)]
+            m.d.sync += [pre.eq(pre + 1), unit.eq(kept_eq(m, pre, (1 << k) - 2, "unit"))]
 
         # One flip-flop per state (one-hot), so each next state is a small function of
         # flip-flops; a timeout (`expired` outside HUNT) clears them through their
@@ -146,6 +180,10 @@ class FrameReceiver(wiring.Component):
         # half (`byte_crc`) is registered with the byte; the CRC starts from 0 at TYPE.
         byte_crc = Signal(8)
         m.d.sync += byte_crc.eq(crc8_gateware(Const(0, 8), rx))
+        # The first half is registered from the CRC too (it only changes at strobes), so
+        # the CRC's next value is an XOR of two registers.
+        crc_shift = Signal(8)
+        m.d.sync += crc_shift.eq(crc8_gateware(crc, Const(0, 8)))
         # The payload's next count and `last` are worked out ahead into registers too.
         count_next, left_next, left_two = Signal.like(count), Signal.like(left), Signal()
         m.d.sync += [count_next.eq(count + 1), left_next.eq(left - 1), left_two.eq(left == 2)]
@@ -154,7 +192,7 @@ class FrameReceiver(wiring.Component):
         # read), so `drop` is only in front of the states and the strobes.
         with m.If(stb):
             with m.If(~hunt & ~crcs):
-                m.d.sync += crc.eq(byte_crc ^ Mux(typ, 0, crc8_gateware(crc, Const(0, 8))))
+                m.d.sync += crc.eq(byte_crc ^ Mux(typ, 0, crc_shift))
             with m.If(typ):
                 m.d.sync += [self.kind.eq(byte), of_kind.eq(is_kind)]
             with m.If(len_lo):
@@ -261,10 +299,13 @@ class FrameSender(wiring.Component):
         can = self.tx_ready & ~full & ~free
         ld_any, ld_hdr, ld_type, ld_len_hi, ld_pay, ld_crc = (Signal(name=n) for n in (
             "ld_any", "ld_hdr", "ld_type", "ld_len_hi", "ld_pay", "ld_crc"))
+        # The header states that test two bits of `hleft` are registered from it too (it
+        # only changes at loads and at `start`, as above), so each enable is one LUT.
+        at_type, at_len_hi = Signal(), Signal()
+        m.d.sync += [at_type.eq(hleft[2] & ~hleft[3]), at_len_hi.eq(hleft[0] & ~hleft[1])]
         m.d.sync += [ld_any.eq(can & self.busy), ld_hdr.eq(can & hleft[0]),
-                     ld_type.eq(can & hleft[2] & ~hleft[3]),
-                     ld_len_hi.eq(can & hleft[0] & ~hleft[1]), ld_pay.eq(can & pay),
-                     ld_crc.eq(can & crc_next)]
+                     ld_type.eq(can & at_type), ld_len_hi.eq(can & at_len_hi),
+                     ld_pay.eq(can & pay), ld_crc.eq(can & crc_next)]
         with m.If(ld_any):
             m.d.sync += [full.eq(1), out_crc.eq(~hleft[3] & ~crc_next)]
         with m.If(ld_hdr):

@@ -106,7 +106,11 @@ def _result_fifo(m: Module, data, w_en, r_en):
     # leaves that undefined), 89 cells for mnist400's results, on a critical path. The
     # pointers never let them meet (an entry is read a cycle after it was written at the
     # earliest).
-    mem = Memory(shape=len(data), depth=depth, init=[],
+    # Twice the depth: a result that arrives when the FIFO is full is written into the
+    # unused half (address bit `full`) and the pointer stays, so the RAM's write enable
+    # is `w_en` alone and its address registers (for 100 MHz: the enable, through a LUT
+    # from `full`, had a long route to the RAMs); the RAM has the room anyway (256 words).
+    mem = Memory(shape=len(data), depth=2 * depth, init=[],
                  attrs={"ram_style": "block", "no_rw_check": 1})
     m.submodules.results = mem
     wr, rd = mem.write_port(), mem.read_port(domain="comb")
@@ -114,13 +118,15 @@ def _result_fifo(m: Module, data, w_en, r_en):
     m.d.sync += r_data.eq(rd.data)
     w_ptr, r_ptr = Signal(range(2 * depth)), Signal(range(2 * depth))
     r_rdy, full, popped = Signal(), Signal(), Signal()
-    m.d.comb += [wr.addr.eq(w_ptr[:-1]), wr.data.eq(data), wr.en.eq(w_en & ~full),
-                 rd.addr.eq(r_ptr[:-1])]
-    with m.If(wr.en):
+    m.d.comb += [wr.addr.eq(Cat(w_ptr[:-1], full)), wr.data.eq(data), wr.en.eq(w_en),
+                 rd.addr.eq(Cat(r_ptr[:-1], 0))]
+    with m.If(w_en & ~full):
         m.d.sync += w_ptr.eq(w_ptr + 1)
     with m.If(r_en):
         m.d.sync += r_ptr.eq(r_ptr + 1)
-    m.d.sync += [r_rdy.eq(w_ptr != r_ptr), full.eq((w_ptr ^ r_ptr) == depth),
+    # Compared as kept 2-bit slices, two LUT levels (for 100 MHz; see framing.kept_eq).
+    m.d.sync += [r_rdy.eq(~framing.kept_eq(m, w_ptr, r_ptr, "ptr_same")),
+                 full.eq(framing.kept_eq(m, w_ptr, r_ptr ^ depth, "ptr_full")),
                  popped.eq(r_en)]
     return r_rdy, r_data, popped
 
@@ -304,13 +310,27 @@ class UartTop(wiring.Component):
         # The INFO byte is looked up a cycle ahead (`info_byte`, a function of 5 index bits).
         info_byte = Signal(8)
         # Each bit as a truth table over the index (Yosys turned the byte lookup into a ROM
-        # of flip-flops and three LUT levels): a mux tree ABC maps to two.
+        # of flip-flops and three LUT levels, and ABC still made three of a mux tree, sharing
+        # LUTs with the index's increment): 16-entry tables of the low 4 index bits, one LUT
+        # each into a register, picked by the high bits a cycle later (the byte is read 10
+        # bit times after the index moves).
         ibits = min(len(send.index), max(1, (len(info_bytes) - 1).bit_length()))
+        # A copy of the index of its own, so that ABC cannot share the tables' LUTs with
+        # the index's increment (it did, three LUTs deep).
+        index = Signal.like(send.index, name="info_index")
+        m.d.sync += index.eq(send.index)
         for bit in range(8):
             table = sum(((info_bytes[i] >> bit) & 1) << i
                         for i in range(min(len(info_bytes), 1 << ibits)))
-            m.d.sync += info_byte[bit].eq(Const(table, 1 << ibits).bit_select(
-                send.index[:ibits], 1))
+            low = min(4, ibits)
+            subs = []
+            for k in range(1 << (ibits - low)):
+                sub = Signal(name=f"info{bit}_{k}")
+                m.d.sync += sub.eq(Const(table >> (k << low), 1 << low).bit_select(
+                    index[:low], 1))
+                subs.append(sub)
+            m.d.sync += info_byte[bit].eq(Cat(*subs).bit_select(index[low:ibits], 1)
+                                          if len(subs) > 1 else subs[0])
         aux = Signal(8)
         m.d.sync += aux.eq(Mux(source == 1, info_byte,
                                error_bytes.word_select(send.index[:1], 8)))
@@ -341,15 +361,27 @@ class UartTop(wiring.Component):
         with m.If(free):
             with m.If(error_pending):
                 m.d.sync += [launch_kind.eq(p.RSP_ERROR), launch_len.eq(p.ERROR_LEN),
-                             error_pending.eq(0), source.eq(2)]
+                             source.eq(2)]
             with m.Elif(info_pending):
                 m.d.sync += [launch_kind.eq(p.RSP_INFO), launch_len.eq(p.INFO_LEN),
-                             info_pending.eq(0), source.eq(1)]
+                             source.eq(1)]
             with m.Else():
                 m.d.sync += [launch_kind.eq(p.RSP_RESULT), launch_len.eq(layout.result_len),
                              source.eq(0)]
-        # After the clears above, so a request arriving as its predecessor's answer starts
-        # is not lost (the last assignment wins).
+        # The pending flag of the frame chosen is cleared a cycle later, with the launch
+        # (`clear_*`, registers, so the flags' enables are a LUT of flip-flops; for 100 MHz):
+        # nothing reads the flags in that cycle (`free` is low). A request that arrived in
+        # the cycle of the choice (`*_again`) keeps its flag, as does one that arrives with
+        # the launch (the last assignment wins).
+        clear_error, clear_info, error_again, info_again = (Signal(name=n) for n in (
+            "clear_error", "clear_info", "error_again", "info_again"))
+        m.d.sync += [clear_error.eq(free & error_pending),
+                     clear_info.eq(free & ~error_pending & info_pending),
+                     error_again.eq(recv.crc_error), info_again.eq(recv.info)]
+        with m.If(clear_error & ~error_again):
+            m.d.sync += error_pending.eq(0)
+        with m.If(clear_info & ~info_again):
+            m.d.sync += info_pending.eq(0)
         with m.If(recv.info):
             m.d.sync += info_pending.eq(1)
         with m.If(recv.crc_error):

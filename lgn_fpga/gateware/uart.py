@@ -24,8 +24,10 @@ def divisor_for(clock_hz: float, baud: int) -> int:
 
 
 class UARTRx(wiring.Component):
-    """Samples each bit in its middle; ``stb`` pulses one cycle with ``data``. A frame whose
-    stop bit is low (a framing error, or a line break) is dropped and strobes ``error``."""
+    """Samples each bit in its middle; ``stb`` pulses one cycle with ``data``, which holds
+    the byte from a bit time before ``stb`` (once its last data bit is in) until the next
+    frame's last data bit. A frame whose stop bit is low (a framing error, or a line break)
+    is dropped and strobes ``error`` (``data`` then holds its bits, without ``stb``)."""
 
     rx: In(1, init=1)
     data: Out(8)
@@ -72,7 +74,10 @@ class UARTRx(wiring.Component):
                 m.d.sync += [bits.eq(bits + 1), shreg.eq(Cat(shreg[1:], rx))]
 
         m.d.sync += [self.stb.eq(tick & stop & rx), self.error.eq(tick & stop & ~rx)]
-        with m.If(tick & stop & rx):
+        # `data` takes the byte as soon as its last data bit is in (`shreg` holds still
+        # until the stop bit's tick), a bit time before `stb`: a reader may work on it
+        # ahead of the strobe (FrameReceiver compares it through registers, for 100 MHz).
+        with m.If(stop & ~idle):
             m.d.sync += self.data.eq(shreg)
         with m.If(idle):
             with m.If(brk):
@@ -103,7 +108,7 @@ class UARTTx(wiring.Component):
         m = Module()
         # As in UARTRx: the timer counts down past 0 and its sign bit is the tick; it holds
         # `divisor - 2` while idle (`ready`, its synchronous set/reset), so the first tick
-        # is a bit after the start bit begins, and at each tick it adds `divisor - 1`.
+        # is a bit after the start bit begins, and at each tick it loads `divisor - 2`.
         # `ready` is a register (for 100 MHz).
         period = self.divisor - 2
         timer = Signal(max(1, period.bit_length()) + 1, reset_less=True)
@@ -120,7 +125,7 @@ class UARTTx(wiring.Component):
                 m.d.sync += [shreg.eq(Cat(0, self.data, 1)), bits.eq(10), ready.eq(0),
                              self.tx.eq(0)]
         with m.Else():
-            m.d.sync += timer.eq(timer + Mux(tick, self.divisor - 1, -1))
+            m.d.sync += timer.eq(Mux(tick, self.divisor - 2, timer - 1))
             with m.If(tick):
                 # Shifting in ones, so that the last tick (the stop bit's end) keeps the
                 # line high without a `bits > 1` test in front of the enables.
