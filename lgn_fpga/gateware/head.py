@@ -49,11 +49,6 @@ __all__ = ["ArgMax", "Popcount", "PopcountPlan", "argmax_latency", "left_inverte
            "plan_popcount", "popcount_latency"]
 
 
-def _tree_levels(leaves: int) -> int:
-    """Pairwise levels to reduce ``leaves`` items to one."""
-    return ceil_log2(max(1, leaves))
-
-
 def _registered(level: int, levels: int, levels_per_stage: int) -> bool:
     return (level + 1) % levels_per_stage == 0 or level == levels - 1
 
