@@ -269,7 +269,9 @@ def main() -> None:
                     f"{r['cells']:6.0f} {r['RAM']:4.0f} {r['Fmax']:6.1f} "
                     f"{'-' if per_bit is None else f'{per_bit:.2f}':>8}")
             if head == "new":
-                est_luts, est_ffs = est["luts"], est["ffs"] + built.inputs
+                # (Yosys counts an ECP5 CCU2C's sum logic in the CCU2C, not as LUT4s)
+                est_luts = est["luts"] if fam == "ice40" else est["ecp5_luts"]
+                est_ffs = est["ffs"] + built.inputs
 
                 def err(e, m):
                     return f"{e:.0f} ({100 * (e - m) / m:+.0f}%)"

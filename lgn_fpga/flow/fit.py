@@ -15,7 +15,10 @@ LUT4 count (plus a LUT slot per carry-chain bit) is what fills the device.
 
 from __future__ import annotations
 
+import numpy as np
+
 from lgn_fpga.errors import UserError
+from lgn_fpga.net.analysis import live_masks
 from lgn_fpga.net.graph import GateGraph
 
 __all__ = ["LUTS_PER_LOGIC_GATE", "UART_OVERHEAD_FFS", "UART_OVERHEAD_LUTS", "check_fit",
@@ -42,34 +45,24 @@ def _is_gate(origin) -> bool:
     return isinstance(origin[0], int)
 
 
-def _read_after(graph: GateGraph, core, n: int) -> set:
+def _read_after(graph: GateGraph, core, n: int) -> np.ndarray:
     """Indices of layer ``n`` (the last registered one) that something after its register
     reads: the class bits the popcounts take from the last layer (not those taken a cycle
     early, see ``class_early``), back through the layers between."""
-    from lgn_fpga.net import ops
-
     k = graph.group_size
-    need = {c * k + b for c, counted in enumerate(core.class_counts)
-            for i, b in enumerate(counted.bits) if i not in core.class_early[c]}
-    for layer in range(graph.depth - 1, n, -1):
-        gates, before = graph.layers[layer], set()
-        for g in need:
-            op = int(gates.op[g])
-            if op in ops.CONSTANT_OPS:
-                continue
-            if not ops.IGNORES_A[op]:
-                before.add(int(gates.a[g]))
-            if not ops.IGNORES_B[op]:
-                before.add(int(gates.b[g]))
-        need = before
-    return need
+    need = np.zeros(graph.widths[-1], dtype=bool)
+    for c, counted in enumerate(core.class_counts):
+        for i, b in enumerate(counted.bits):
+            if i not in core.class_early[c]:
+                need[c * k + b] = True
+    return np.flatnonzero(live_masks(graph, need, down_to=n)[n])
 
 
 def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: int | None = None,
                    family: str = "ice40", scores: bool | str = True,
                    popcount_tables: int = 0,
                    table_bits: int = 10, carry_out_lut: bool = True,
-                   early_bits: bool = False) -> dict:
+                   early_bits: bool = False, split_compare: bool = True) -> dict:
     """LUT4s, carry cells, flip-flops and logic cells of ``LogicNetCore(graph, ...)`` (the
     same options), counted from the structure the core builds.
 
@@ -99,7 +92,7 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
     core = LogicNetCore(graph, pipeline=pipeline or 0,  # its shape only: never elaborated
                         stage_luts=stage_luts or DEFAULT_STAGE_LUTS, scores=scores,
                         popcount_tables=popcount_tables, table_bits=table_bits,
-                        early_bits=early_bits)
+                        early_bits=early_bits, split_compare=split_compare)
     core._MustUse__silence = True  # (Amaranth warns about elaboratables never elaborated)
     sw, classes, k = graph.score_width, graph.classes, graph.group_size
     mapped = map_layers(graph, core.register_after, area=True)
@@ -129,7 +122,7 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
                 net_ff_only += 1  # a wire: an input or an earlier register
     # -- popcounts with the last layer ---------------------------------------------------
     last = mapped[-1]
-    luts = carries = ffs = ff_only = feeds = ecp5_sum_luts = ccu2 = 0
+    luts = carries = ffs = ff_only = feeds = ecp5_sum_luts = ecp5_small_luts = ccu2 = 0
     for c, (counted, tables) in enumerate(zip(core.class_counts, core.class_tables)):
         if not counted.bits:
             continue
@@ -180,9 +173,12 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
                     ff_only += width
                     continue
                 luts += width
-                ecp5_sum_luts += width
                 carries += width - 1
-                ccu2 += -(-(width + 1) // 2)
+                ecp5_sum_luts += width
+                if width <= ECP5_ALU_LUT_WIDTH:  # Yosys maps it to LUTs: a sum and a carry a bit
+                    ecp5_small_luts += 2 * (width - 1)
+                else:
+                    ccu2 += -(-(width + 1) // 2)
                 if carry >= 0:
                     feeds += 1
                     ffs += level  # the spare waits `level` registers
@@ -235,15 +231,22 @@ def core_resources(graph: GateGraph, *, pipeline: int | None = 0, stage_luts: in
     net_luts = len(roots)
     head_cells = luts + feeds + ff_only + carry_only
     ice40_cells = net_luts + net_ff_only + head_cells
-    ecp5_comb = net_luts + luts - ecp5_sum_luts + 2 * ccu2
+    ecp5_luts = net_luts + luts - ecp5_sum_luts + ecp5_small_luts
+    ecp5_comb = ecp5_luts + 2 * ccu2
     return {
         "luts": net_luts + luts, "carries": carries, "ffs": net_ffs + ffs,
         "ice40_cells": ice40_cells,
         "cells": ice40_cells if family == "ice40" else ecp5_comb,
-        "ecp5_luts": net_luts + luts - ecp5_sum_luts, "ccu2c": ccu2,
+        "ecp5_luts": ecp5_luts, "ccu2c": ccu2,
         "tables": tables_used,
         "head_luts": luts, "head_ffs": ffs, "head_cells": head_cells,
     }
+
+
+#: The widest adder Yosys's ECP5 flow maps to logic instead of a CCU2C chain
+#: (``arith_map_ccu2c.v``: ``_TECHMAP_FAIL_ = Y_WIDTH <= 4``): each of its bits then takes
+#: about two LUT4s (a sum and a carry), where the iCE40 takes one LUT4 and a carry cell.
+ECP5_ALU_LUT_WIDTH = 4
 
 
 #: Result bits per block RAM in the UART top's result FIFO (7 words deep: one block wide

@@ -8,12 +8,19 @@ from lgn_fpga.net import ops
 from lgn_fpga.net.graph import GateGraph
 
 
-def live_masks(graph: GateGraph) -> list[np.ndarray]:
+def live_masks(graph: GateGraph, outputs: np.ndarray | None = None,
+               down_to: int = 0) -> list[np.ndarray]:
     """Per layer, which gates can affect the output (walks back from the class bits,
-    following only inputs an op actually reads)."""
+    following only inputs an op actually reads). ``outputs``: a mask of the last layer's
+    gates to start from (default: all of them, the class bits); the walk stops at layer
+    ``down_to`` (the layers below it stay all False).
+
+    ``optimize`` (dead gates) and the fit estimate (which bits of the last register
+    something after it still reads) use this walk; the formal check has its own, from the
+    ops' truth tables."""
     masks = [np.zeros(w, dtype=bool) for w in graph.widths]
-    masks[-1][:] = True
-    for n in range(graph.depth - 1, 0, -1):
+    masks[-1][:] = True if outputs is None else outputs
+    for n in range(graph.depth - 1, down_to, -1):
         layer = graph.layers[n]
         live = masks[n]
         reads_a = live & ~ops.IGNORES_A[layer.op]

@@ -390,7 +390,10 @@ _SIGNATURE_WORDS = 64
 
 def live_gates(graph: GateGraph) -> list[np.ndarray]:
     """Per layer, which gates the class bits depend on: walks back from the last layer,
-    following only the inputs a gate's op reads (from :func:`lgn_fpga.net.ops.truth`)."""
+    following only the inputs a gate's op reads (from :func:`lgn_fpga.net.ops.truth`).
+    The same walk as :func:`lgn_fpga.net.analysis.live_masks`, kept apart on purpose: that
+    one reads ``ops.IGNORES_A``/``IGNORES_B``, the tables ``optimize`` trusts, and a check
+    must not share them."""
     a_used = np.array([any(ops.truth(op, 0, b) != ops.truth(op, 1, b) for b in (0, 1))
                        for op in range(16)])
     b_used = np.array([any(ops.truth(op, a, 0) != ops.truth(op, a, 1) for a in (0, 1))
