@@ -10,8 +10,9 @@ Variants (``--variants``, comma-separated; the first is the reference of the rat
   nextpnr's defaults (HeAP placer, timing-driven);
 * ``bram-map``: only the fast iCE40 block RAM map (``toolchain.fast_ice40_brams_map``);
 * ``heap-no-tmdriv``: the fast map and wirelength-driven HeAP placement (``--no-tmdriv``);
+* ``static``: the fast map and the static placer, wirelength-driven, routed by router1;
 * ``now``: the build as it ships (the fast map, ``toolchain.FIRST_PNR_OPTS``: the static
-  placer, wirelength-driven).
+  placer, wirelength-driven, routed by router2).
 
 Each stage's CPU time is that of the build process and its children (the tools) from the
 stage's start to its end, so it does not drift with other work on the machine the way wall
@@ -22,7 +23,7 @@ every build succeeds and meets the clock, each variant's bitstream is the same i
 round (the build is deterministic), and the variants that differ only in the block RAM map
 give the same bitstream (the fast map gives Yosys's own netlist).
 
-Run:  nice python bench/build_time.py [--rounds 2] [--variants before,bram-map,heap-no-tmdriv,now]
+Run:  nice python bench/build_time.py [--rounds 2] [--variants before,bram-map,heap-no-tmdriv,static,now]
       [--model digits] [--seed 1]
 """
 
@@ -42,6 +43,7 @@ VARIANTS = {
     "before": (False, ""),
     "bram-map": (True, ""),
     "heap-no-tmdriv": (True, "--no-tmdriv"),
+    "static": (True, "--no-tmdriv --placer static"),
     "now": (True, None),
 }
 
@@ -96,7 +98,7 @@ def run_build(variant: str, model: str, out: Path, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--variants", default="before,bram-map,heap-no-tmdriv,now")
+    parser.add_argument("--variants", default="before,bram-map,heap-no-tmdriv,static,now")
     parser.add_argument("--model", default="digits")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-warmup", action="store_true",

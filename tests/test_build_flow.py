@@ -2,6 +2,7 @@
 classic ABC), the wirelength-driven first place & route and its timing-driven retry."""
 
 import json
+import os
 import re
 import subprocess
 
@@ -201,7 +202,45 @@ def test_a_missed_clock_places_and_routes_again_timing_driven(tmp_path, monkeypa
                                 allow_timing_fail=True))
     pnr = [r for r in runs if "NEXTPNR" in r]
     assert len(pnr) == 2 and toolchain.FIRST_PNR_OPTS["ice40"] in pnr[0]
-    assert "--no-tmdriv" not in pnr[1] and "--placer" not in pnr[1]
+    assert "--no-tmdriv" not in pnr[1] and "--placer" not in pnr[1] and "--router" not in pnr[1]
     assert report["flow"]["placement"] == "timing-driven (the first try missed the clock)"
     assert toolchain.FIRST_PNR_OPTS["ice40"] in report["flow"]["nextpnr_opts"]
     assert (tmp_path / "b" / "top.bin").exists()
+
+
+def test_a_stage_past_its_time_limit_is_stopped_with_its_children(tmp_path):
+    import time
+
+    import lgn_fpga.flow.build as b
+
+    t0 = time.monotonic()
+    proc = b._run_stage("sleep 30 & echo $! > child; wait", tmp_path, dict(os.environ),
+                        poll=0.05, time_limit=0.5)
+    assert proc.returncode == b.TIMED_OUT and time.monotonic() - t0 < 10
+    child = int((tmp_path / "child").read_text())
+    for _ in range(100):  # the whole process group got SIGTERM
+        if not _alive(child):
+            break
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is gone, only not yet reaped
+        return f.read().split()[2] != "Z"
+
+
+@pytest.mark.slow
+def test_a_first_place_and_route_that_runs_too_long_is_replaced(tmp_path, monkeypatch):
+    import lgn_fpga.flow.build as b
+
+    model = tmp_path / "small.json"
+    gg.save(random_graph(inputs=16, layers=3, width=48, classes=4, seed=5), model)
+    monkeypatch.setattr(b, "FIRST_PNR_TIME_LIMIT", 0.2)  # no nextpnr run is that quick
+    report = build(BuildOptions(board="icebreaker", model=str(model), out=str(tmp_path / "b")))
+    assert report["flow"]["placement"] == "timing-driven (the first try took over 0.2 s)"
+    assert report["timing"]["met"] and (tmp_path / "b" / "top.bin").exists()

@@ -574,15 +574,29 @@ class _Watch:
                 self.emit(shown, "progress")
 
 
+#: Exit status :func:`_run_stage` gives a stage it stopped at its ``time_limit`` (as
+#: coreutils' ``timeout`` does).
+TIMED_OUT = 124
+
+#: Seconds the first, quick place & route may take before the build stops it and places
+#: and routes the default way (:func:`~lgn_fpga.flow.toolchain.timing_driven`): router2,
+#: which the first try uses, has no iteration limit and on a congested placement can take
+#: far longer than router1 would. The UP5K's largest designs take 1-2 minutes.
+FIRST_PNR_TIME_LIMIT = 300.0
+
+
 def _run_stage(script: str, cwd: Path, env: dict, *, output: Path | None = None,
-               logs: tuple[Path, ...] = (), emit=None,
-               poll: float = 0.5) -> subprocess.CompletedProcess:
+               logs: tuple[Path, ...] = (), emit=None, poll: float = 0.5,
+               time_limit: float | None = None) -> subprocess.CompletedProcess:
     """Run one stage's shell lines in a process group of their own, so an interrupted build
     (Ctrl-C, or `kill`, which the CLI turns into the same) stops the tool itself and not
     only the shell that started it. The output goes to ``output`` (kept with a failed
-    build's logs); while the stage runs, ``emit(text, state)`` hears its progress."""
+    build's logs); while the stage runs, ``emit(text, state)`` hears its progress. A stage
+    still running after ``time_limit`` seconds is stopped the same way and returns
+    :data:`TIMED_OUT`."""
     output = output or cwd / "stage.log"
     watch = _Watch(output, list(logs), emit) if emit is not None else None
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     with open(output, "w") as sink:
         # own process group, and killed by the kernel if lgn-fpga itself is killed
         proc = subprocess.Popen(["sh", "-c", script], cwd=cwd, env=env, stdout=sink,
@@ -595,6 +609,12 @@ def _run_stage(script: str, cwd: Path, env: dict, *, output: Path | None = None,
                 except subprocess.TimeoutExpired:
                     if watch is not None:
                         watch.poll()
+                    if deadline is not None and time.monotonic() > deadline:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGTERM)
+                        proc.wait()
+                        text = output.read_text(errors="replace")
+                        return subprocess.CompletedProcess(proc.args, TIMED_OUT, text, "")
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -1159,7 +1179,9 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
             watched = dict(output=tmp / f"{_slug(name)}.log",
                            logs=(logs_of[name],) if name in logs_of else (),
                            emit=lambda text, state: stage(text, state))
-            proc = _run_stage(preamble + "\n" + cmd, tmp, env, **watched)
+            retry = timing_driven(cmd, profile.family) if name == "place & route" else None
+            proc = _run_stage(preamble + "\n" + cmd, tmp, env, **watched,
+                              time_limit=FIRST_PNR_TIME_LIMIT if retry else None)
             if proc.returncode != 0 and name == "synth" and _abc9_crashed(tmp / "top.rpt"):
                 # Yosys 0.70's ABC9 step trips internal assertions on some designs
                 # (ABC_OPS_REINTEGRATE), and synth_ecp5 has no switch to avoid ABC9: run the
@@ -1171,12 +1193,13 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
                     "Yosys ABC9 crashed on this design; LUTs mapped with classic ABC instead")
                 stage("Yosys ABC9 crashed; retrying synth with classic ABC", "note", None)
                 proc = _run_stage(preamble + "\n" + cmd, tmp, env, **watched)
-            retry = timing_driven(cmd, profile.family) if name == "place & route" else None
             if retry is not None and (proc.returncode != 0 or not _pnr_met(
                     tmp / "nextpnr-report.json", clock_hz)):
-                # The quick first try failed or missed the clock: place and route again the
-                # way nextpnr does by default (HeAP, timing-driven).
-                why = "failed" if proc.returncode != 0 else "missed the clock"
+                # The quick first try failed, ran too long or missed the clock: place and
+                # route again the way nextpnr does by default (HeAP, timing-driven, router1).
+                why = ("failed" if proc.returncode not in (0, TIMED_OUT) else
+                       f"took over {FIRST_PNR_TIME_LIMIT:g} s" if proc.returncode else
+                       "missed the clock")
                 stage(f"the first place & route {why}; placing again, timing-driven", "note",
                       None)
                 report["flow"]["placement"] = f"timing-driven (the first try {why})"
