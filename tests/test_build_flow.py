@@ -116,6 +116,12 @@ def test_the_timing_driven_retry_drops_the_first_try_options():
     assert timing_driven(cmd, "ice40") == f"{plain} --log top.tim --up5k"
     assert timing_driven(f"{plain} --log top.tim --up5k", "ice40") is None
     assert timing_driven(cmd, "ecp5") is None
+    # a design with SPRAM goes without the static placer, and its retry drops the rest
+    spram = toolchain.first_pnr_opts("ice40", spram=True)
+    assert spram == "--no-tmdriv --router router2" and toolchain.STATIC_PLACER in first
+    assert timing_driven(f"{plain} {spram} --log top.tim --up5k", "ice40") == \
+        f"{plain} --log top.tim --up5k"
+    assert toolchain.first_pnr_opts("ecp5") is None
 
 
 def test_the_static_placer_shows_its_progress():

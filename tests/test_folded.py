@@ -417,6 +417,8 @@ def test_real_ice40_build_of_a_folded_uart_top(small_model, tmp_path):
                                 lanes=2, program="spram", out=str(tmp_path)))
     assert report["status"] == "ok" and (tmp_path / "top.bin").exists()
     assert report["core"]["kind"] == "folded" and report["core"]["lanes"] == 2
+    # no static placer with SPRAM (toolchain.STATIC_PLACER)
+    assert report["flow"]["placement"] == "wirelength-driven (--no-tmdriv --router router2)"
     assert report["utilization"]["spram_blocks"]["used"] == \
         report["core"]["ram"]["spram_blocks"] >= 1
     image = (tmp_path / "program.bin").read_bytes()

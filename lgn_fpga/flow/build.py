@@ -39,7 +39,7 @@ from lgn_fpga.flow.fit import (  # noqa: F401  (re-exported: the fit estimate li
 )
 from lgn_fpga.flow.processes import popen_kwargs
 from lgn_fpga.flow.toolchain import (
-    FIRST_PNR_OPTS,
+    first_pnr_opts,
     synth_script,
     timing_driven,
     tool_env,
@@ -1137,8 +1137,10 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
         stage("elaborate", "start")
         platform = profile.make_platform()
         nextpnr_opts = f"--seed {opts.seed} --report nextpnr-report.json --timing-allow-fail"
-        if FIRST_PNR_OPTS.get(profile.family):  # wirelength-driven first; see its docstring
-            nextpnr_opts += " " + FIRST_PNR_OPTS[profile.family]
+        first = first_pnr_opts(profile.family,
+                               spram=getattr(core, "image", None) is not None)
+        if first:  # wirelength-driven first; see FIRST_PNR_OPTS
+            nextpnr_opts += " " + first
         try:
             plan = platform.prepare(design, "top", emit_src=False, nextpnr_opts=nextpnr_opts,
                                     script_after_read=PARTS_STAT)
@@ -1167,8 +1169,7 @@ def build(opts: BuildOptions, *, on_stage=None) -> dict:
                                                  brams_map=brams_map))
         report["flow"] = {"ice40_brams_map": brams_map and "lgn-fpga (fast, same netlist)",
                           "nextpnr_opts": nextpnr_opts,
-                          "placement": (f"wirelength-driven ({FIRST_PNR_OPTS[profile.family]})"
-                                        if FIRST_PNR_OPTS.get(profile.family)
+                          "placement": (f"wirelength-driven ({first})" if first
                                         else "timing-driven")}
         preamble, commands = script_stages((tmp / "build_top.sh").read_text())
         logs_of = {"synth": tmp / "top.rpt", "place & route": tmp / "top.tim"}
