@@ -23,8 +23,8 @@ every build succeeds and meets the clock, each variant's bitstream is the same i
 round (the build is deterministic), and the variants that differ only in the block RAM map
 give the same bitstream (the fast map gives Yosys's own netlist).
 
-Run:  nice python bench/build_time.py [--rounds 2] [--variants before,bram-map,heap-no-tmdriv,static,now]
-      [--model digits] [--seed 1]
+Run:  nice python bench/build_time.py [--rounds 2]
+      [--variants before,bram-map,heap-no-tmdriv,static,now] [--model digits] [--seed 1]
 """
 
 import argparse
