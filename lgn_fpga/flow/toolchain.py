@@ -199,9 +199,9 @@ def synth_script(family: str, script: str, *, brams_map: str | None = None,
 #: shipped `digits` model on the iCEBreaker: 12 MHz target, 50-65 MHz reached either way);
 #: without it placement takes about a third of the time, and the static placer's spread
 #: leaves the router less congestion to undo than HeAP's (router1 time about halved).
-#: router2 then routes it in a third to a half of router1's time: router1 rips up and
-#: reroutes arc by arc (the default build: 2831 rip-ups, 11 s), router2 negotiates the
-#: congestion for all nets at once; the clock it reaches is a little lower, far above a
+#: router2 then routes it faster than router1, which rips up and reroutes arc by arc (the
+#: default build: 2831 rip-ups, router1 11.3 s, router2 6.9 s), where router2 negotiates
+#: the congestion for all nets at once; the clock it reaches is a little lower, far above a
 #: board clock. ``bench/build_time.py`` measures each. When the first try fails or misses
 #: the target clock the build places and routes again with nextpnr's defaults (HeAP,
 #: timing-driven, router1; :func:`timing_driven`), so no design that met timing before
