@@ -597,6 +597,12 @@ def _run_stage(script: str, cwd: Path, env: dict, *, output: Path | None = None,
     output = output or cwd / "stage.log"
     watch = _Watch(output, list(logs), emit) if emit is not None else None
     deadline = None if time_limit is None else time.monotonic() + time_limit
+
+    def stop(proc):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+
     with open(output, "w") as sink:
         # own process group, and killed by the kernel if lgn-fpga itself is killed
         proc = subprocess.Popen(["sh", "-c", script], cwd=cwd, env=env, stdout=sink,
@@ -610,15 +616,11 @@ def _run_stage(script: str, cwd: Path, env: dict, *, output: Path | None = None,
                     if watch is not None:
                         watch.poll()
                     if deadline is not None and time.monotonic() > deadline:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(proc.pid, signal.SIGTERM)
-                        proc.wait()
+                        stop(proc)
                         text = output.read_text(errors="replace")
                         return subprocess.CompletedProcess(proc.args, TIMED_OUT, text, "")
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+            stop(proc)
             raise
     if watch is not None:
         watch.poll()
